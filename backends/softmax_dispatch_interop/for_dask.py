@@ -1,0 +1,41 @@
+"""Dask arrays: results stay lazy until computed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+from array_api_compat import is_dask_array
+
+from softmax_dispatch import Backend, hookimpl
+
+
+def _namespace() -> ModuleType:
+    import array_api_compat.dask.array
+
+    return array_api_compat.dask.array
+
+
+def _devices() -> tuple[Any, ...]:
+    import dask.array  # noqa: F401  (the reason, if Dask is missing)
+
+    return ("cpu",)
+
+
+def _to_numpy(x: Any) -> Any:
+    import numpy
+
+    return numpy.asarray(x.compute())
+
+
+@hookimpl
+def softmax_dispatch_backends() -> Iterable[Backend]:
+    yield Backend(
+        name="dask",
+        owns=is_dask_array,
+        namespace=_namespace,
+        devices=_devices,
+        to_numpy=_to_numpy,
+        description="Dask arrays, lazily, generic kernels",
+    )

@@ -1,0 +1,46 @@
+"""JAX arrays, also under ``jax.jit`` and ``jax.grad``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+from array_api_compat import is_jax_array
+
+from softmax_dispatch import Backend, hookimpl
+
+
+def _namespace() -> ModuleType:
+    import jax.numpy
+
+    return jax.numpy
+
+
+def _devices() -> tuple[Any, ...]:
+    import jax
+
+    return tuple(jax.devices())
+
+
+def _to_numpy(x: Any) -> Any:
+    import numpy
+
+    return numpy.asarray(x)
+
+
+def _synchronize(device: Any) -> None:
+    """JAX work is waited for with ``block_until_ready`` on the result, not per device."""
+
+
+@hookimpl
+def softmax_dispatch_backends() -> Iterable[Backend]:
+    yield Backend(
+        name="jax",
+        owns=is_jax_array,
+        namespace=_namespace,
+        devices=_devices,
+        to_numpy=_to_numpy,
+        synchronize=_synchronize,
+        description="JAX arrays (jit and grad pass through), generic kernels",
+    )

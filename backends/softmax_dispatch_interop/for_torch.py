@@ -1,0 +1,48 @@
+"""PyTorch tensors (CPU and CUDA), autograd flowing through the generic kernels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+from array_api_compat import is_torch_array
+
+from softmax_dispatch import Backend, hookimpl
+
+
+def _namespace() -> ModuleType:
+    import array_api_compat.torch
+
+    return array_api_compat.torch
+
+
+def _devices() -> tuple[Any, ...]:
+    import torch
+
+    cuda = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    return (torch.device("cpu"), *cuda)
+
+
+def _to_numpy(x: Any) -> Any:
+    return x.detach().cpu().numpy()
+
+
+def _synchronize(device: Any) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@hookimpl
+def softmax_dispatch_backends() -> Iterable[Backend]:
+    yield Backend(
+        name="torch",
+        owns=is_torch_array,
+        namespace=_namespace,
+        devices=_devices,
+        to_numpy=_to_numpy,
+        synchronize=_synchronize,
+        description="PyTorch tensors, through the generic kernels",
+    )

@@ -1,0 +1,43 @@
+"""The NumPy backend: NumPy arrays on the CPU.
+
+Registered through the ``softmax_dispatch`` entry-point group, exactly as a third-party
+plugin would be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+from array_api_compat import is_numpy_array
+
+from softmax_dispatch import Backend, hookimpl
+
+
+def _namespace() -> ModuleType:
+    import array_api_compat.numpy
+
+    return array_api_compat.numpy
+
+
+def _to_numpy(x: Any) -> Any:
+    import numpy
+
+    return numpy.asarray(x)
+
+
+def _synchronize(device: Any) -> None:
+    """NumPy runs synchronously: nothing to wait for."""
+
+
+@hookimpl
+def softmax_dispatch_backends() -> Iterable[Backend]:
+    yield Backend(
+        name="numpy",
+        owns=is_numpy_array,
+        namespace=_namespace,
+        to_numpy=_to_numpy,
+        synchronize=_synchronize,
+        description="NumPy on the CPU",
+    )

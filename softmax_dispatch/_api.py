@@ -1,0 +1,427 @@
+"""The public functions: validate arguments, pick a backend, hand off to a kernel."""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+
+from ._dispatch import Resolved, resolve
+from ._validate import (
+    as_float,
+    check_mask,
+    check_out,
+    deliver,
+    is_empty,
+    normalize_axes,
+)
+
+Array = Any
+
+__all__ = [
+    "log_softmax",
+    "log_softmax_backward",
+    "softmax",
+    "softmax_backward",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_backward",
+]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _others(**arrays: Any) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, v) for k, v in arrays.items() if v is not None)
+
+
+def _forward(
+    op: str, x: Array, axis: Any, where: Any, dtype: Any, out: Any, backend: str | None
+) -> Array:
+    res, xp = resolve(x, _others(where=where, out=out), backend)
+    x = as_float(xp, x, dtype, "x")
+    axes = normalize_axes(axis, x.ndim)
+    mask = check_mask(xp, where, tuple(x.shape))
+    if out is not None:
+        check_out(out, tuple(x.shape), x.dtype)
+    if is_empty(tuple(x.shape)):
+        return deliver(_empty(xp, x), out)
+    return deliver(res.kernels[op](xp, x, axes, mask, out), out)
+
+
+def _empty(xp: ModuleType, like: Array) -> Array:
+    return xp.zeros(like.shape, dtype=like.dtype, device=array_api_compat.device(like))
+
+
+def softmax(
+    x: Array,
+    /,
+    axis: int | tuple[int, ...] | None = -1,
+    *,
+    where: Array | None = None,
+    dtype: Any = None,
+    out: Array | None = None,
+    backend: str | None = None,
+) -> Array:
+    """Softmax of ``x`` over ``axis``: ``exp(x - max(x)) / sum(exp(x - max(x)))``.
+
+    Parameters
+    ----------
+    x
+        Array of any library a backend owns (NumPy, CuPy, PyTorch, JAX, Dask,
+        array-api-strict, ...). Integers are cast to the library's default real floating
+        dtype first; boolean and complex input raise `TypeError`.
+    axis
+        int, tuple of ints, ``None`` (all axes) or ``()`` (each element on its own).
+    where
+        Boolean mask broadcastable to ``x``: masked entries get probability 0, a row with
+        nothing unmasked gives zeros.
+    dtype
+        Real floating dtype to compute in and return; ``x`` is cast to it first.
+    out
+        Array to write the result into (``out is x`` works in place); returned.
+    backend
+        Name of the backend to use (see `backends`); default: the one that owns ``x``.
+
+    Returns
+    -------
+    Array
+        Same library, device and shape as ``x``; dtype ``dtype`` or ``x``'s floating dtype.
+        float16/bfloat16 are computed in float32. A row holding NaN or ``+inf``, or only
+        ``-inf`` (without ``where``), is NaN.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import softmax_dispatch as sd
+    >>> sd.softmax(xp.asarray([1.0, 1.0, 1.0, 1.0]))
+    Array([0.25, 0.25, 0.25, 0.25], dtype=array_api_strict.float64)
+    >>> sd.softmax(xp.asarray([-128, 127], dtype=xp.int8))  # no integer wraparound
+    Array([1.79848622e-111, 1.00000000e+000], dtype=array_api_strict.float64)
+    >>> sd.softmax(xp.asarray([1.0, 2.0, 3.0]), where=xp.asarray([True, True, False]))
+    Array([0.26894142, 0.73105858, 0.        ], dtype=array_api_strict.float64)
+    """
+    return _forward("softmax", x, axis, where, dtype, out, backend)
+
+
+def log_softmax(
+    x: Array,
+    /,
+    axis: int | tuple[int, ...] | None = -1,
+    *,
+    where: Array | None = None,
+    dtype: Any = None,
+    out: Array | None = None,
+    backend: str | None = None,
+) -> Array:
+    """Log of the softmax of ``x`` over ``axis``, computed stably as
+    ``(x - max) - log(sum(exp(x - max)))``.
+
+    Parameters and policies as for `softmax`; masked entries give ``-inf``.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import softmax_dispatch as sd
+    >>> sd.log_softmax(xp.asarray([0.0, 0.0]))
+    Array([-0.69314718, -0.69314718], dtype=array_api_strict.float64)
+    >>> sd.log_softmax(xp.asarray([0.0, -1000.0]))  # log(softmax) would give -inf
+    Array([    0., -1000.], dtype=array_api_strict.float64)
+    """
+    return _forward("log_softmax", x, axis, where, dtype, out, backend)
+
+
+def _backward(
+    op: str, grad: Array, y: Array, axis: Any, where: Any, out: Any, backend: str | None
+) -> Array:
+    res, xp = resolve(grad, _others(y=y, where=where, out=out), backend, label="grad")
+    if not xp.isdtype(y.dtype, "real floating"):
+        raise TypeError(
+            f"y must be the real floating output of the forward pass, got dtype {y.dtype}"
+        )
+    if tuple(grad.shape) != tuple(y.shape):
+        raise ValueError(
+            f"grad has shape {tuple(grad.shape)} but y has shape {tuple(y.shape)}; "
+            "they must be equal"
+        )
+    grad = as_float(xp, grad, y.dtype, "grad")
+    axes = normalize_axes(axis, y.ndim)
+    mask = check_mask(xp, where, tuple(y.shape))
+    if out is not None:
+        check_out(out, tuple(y.shape), y.dtype)
+    if is_empty(tuple(y.shape)):
+        return deliver(_empty(xp, y), out)
+    return deliver(res.kernels[op](xp, grad, y, axes, mask, out), out)
+
+
+def softmax_backward(
+    grad: Array,
+    y: Array,
+    /,
+    axis: int | tuple[int, ...] | None = -1,
+    *,
+    where: Array | None = None,
+    out: Array | None = None,
+    backend: str | None = None,
+) -> Array:
+    """Gradient of softmax with respect to its input, from the upstream gradient and the
+    saved output ``y = softmax(x, axis)``: ``y * (grad - sum(grad * y, axis))``.
+
+    This is the full vector-Jacobian product ``grad @ (diag(y) - y yᵀ)``, not the
+    diagonal-only ``grad * y * (1 - y)`` that tutorials copy. With ``where``, masked
+    entries get gradient exactly 0. The result has ``y``'s dtype (``grad`` is cast).
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import softmax_dispatch as sd
+    >>> y = sd.softmax(xp.asarray([0.0, 0.0]))
+    >>> sd.softmax_backward(xp.asarray([1.0, 0.0]), y)
+    Array([ 0.25, -0.25], dtype=array_api_strict.float64)
+    """
+    return _backward("softmax_backward", grad, y, axis, where, out, backend)
+
+
+def log_softmax_backward(
+    grad: Array,
+    y: Array,
+    /,
+    axis: int | tuple[int, ...] | None = -1,
+    *,
+    where: Array | None = None,
+    out: Array | None = None,
+    backend: str | None = None,
+) -> Array:
+    """Gradient of log_softmax with respect to its input, from the upstream gradient and
+    the saved output ``y = log_softmax(x, axis)``: ``grad - exp(y) * sum(grad, axis)``.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import softmax_dispatch as sd
+    >>> y = sd.log_softmax(xp.asarray([0.0, 0.0]))
+    >>> sd.log_softmax_backward(xp.asarray([1.0, 0.0]), y)
+    Array([ 0.5, -0.5], dtype=array_api_strict.float64)
+    """
+    return _backward("log_softmax_backward", grad, y, axis, where, out, backend)
+
+
+def _ce_options(
+    reduction: Any, label_smoothing: Any, ignore_index: Any
+) -> tuple[str, float, int | None]:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
+        raise TypeError(f"label_smoothing must be a float in [0, 1], got {label_smoothing!r}")
+    ls = float(label_smoothing)
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    if ignore_index is not None:
+        if isinstance(ignore_index, bool):
+            raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
+        try:
+            ignore_index = operator.index(ignore_index)
+        except TypeError:
+            raise TypeError(
+                f"ignore_index must be an int or None, got {type(ignore_index).__name__} "
+                f"{ignore_index!r}"
+            ) from None
+    return reduction, ls, ignore_index
+
+
+def _check_class_indices(
+    xp: ModuleType, target: Array, n_classes: int, ignore_index: int | None
+) -> None:
+    """Eagerly reject out-of-range class indices where reading values is cheap; under
+    ``jax.jit`` or Dask the kernel marks those samples NaN instead."""
+    if array_api_compat.is_lazy_array(target) or is_empty(tuple(target.shape)):
+        return
+    bad = (target < 0) | (target >= n_classes)
+    if ignore_index is not None:
+        bad = bad & (target != ignore_index)
+    if bool(xp.any(bad)):
+        lo = int(xp.min(xp.where(bad, target, xp.zeros_like(target) + n_classes)))
+        hi = int(xp.max(xp.where(bad, target, xp.zeros_like(target))))
+        value = lo if lo < 0 else hi
+        raise IndexError(
+            f"target holds class index {value}, out of range for {n_classes} classes "
+            f"(allowed: 0 to {n_classes - 1}"
+            + (f", or ignore_index={ignore_index})" if ignore_index is not None else ")")
+        )
+
+
+def _prepare_ce(
+    logits: Array,
+    target: Array,
+    axis: Any,
+    reduction: Any,
+    label_smoothing: Any,
+    ignore_index: Any,
+    weight: Any,
+    backend: str | None,
+    grad: Any = None,
+) -> tuple[Resolved, ModuleType, Array, Array, int, dict[str, Any], Any]:
+    reduction, ls, ignore_index = _ce_options(reduction, label_smoothing, ignore_index)
+    grad_array = grad if grad is not None and not isinstance(grad, numbers.Number) else None
+    res, xp = resolve(
+        logits,
+        _others(target=target, weight=weight, grad=grad_array),
+        backend,
+        label="logits",
+    )
+    logits = as_float(xp, logits, None, "logits")
+    if logits.ndim == 0:
+        raise ValueError("logits must have at least one dimension (the class axis)")
+    if axis is None or isinstance(axis, (tuple, list)):
+        raise TypeError(f"axis for cross-entropy must be one int (the class axis), got {axis!r}")
+    (axis,) = normalize_axes(axis, logits.ndim)
+    shape = tuple(logits.shape)
+    n_classes = shape[axis]
+    if n_classes == 0:
+        raise ValueError(f"logits have 0 classes along axis {axis}; need at least one")
+    sample_shape = shape[:axis] + shape[axis + 1 :]
+    if xp.isdtype(target.dtype, "integral"):
+        index_target = True
+        if tuple(target.shape) != sample_shape:
+            raise ValueError(
+                f"class-index target must have the logits' shape without axis {axis}, "
+                f"{sample_shape}, got {tuple(target.shape)}"
+            )
+        _check_class_indices(xp, target, n_classes, ignore_index)
+    elif xp.isdtype(target.dtype, "real floating"):
+        index_target = False
+        if tuple(target.shape) != shape:
+            raise ValueError(
+                f"probability target must have the logits' shape {shape}, got {tuple(target.shape)}"
+            )
+        if ignore_index is not None:
+            raise ValueError(
+                "ignore_index applies to class-index (integer) targets only; "
+                "give probability targets zero rows instead"
+            )
+    else:
+        raise TypeError(
+            f"target must hold integer class indices or real floating class "
+            f"probabilities, got dtype {target.dtype}"
+        )
+    if weight is not None:
+        weight = as_float(xp, weight, None, "weight")
+        if tuple(weight.shape) != (n_classes,):
+            raise ValueError(
+                f"weight must have shape ({n_classes},), one entry per class, "
+                f"got {tuple(weight.shape)}"
+            )
+    if grad is not None:
+        grad = _check_grad(xp, grad, reduction, sample_shape)
+    options = dict(
+        weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=ls,
+        reduction=reduction,
+        index_target=index_target,
+    )
+    return res, xp, logits, target, axis, options, grad
+
+
+def _check_grad(xp: ModuleType, grad: Any, reduction: str, sample_shape: tuple[int, ...]) -> Any:
+    if isinstance(grad, numbers.Number):
+        if isinstance(grad, bool) or not isinstance(grad, numbers.Real):
+            raise TypeError(f"grad must be a real number or an array, got {grad!r}")
+        return float(grad)
+    allowed = [()] if reduction != "none" else [(), sample_shape]
+    if tuple(grad.shape) not in allowed:
+        want = "a scalar (0-d)" if reduction != "none" else f"0-d or of shape {sample_shape}"
+        raise ValueError(
+            f"grad for reduction={reduction!r} must be {want}, got shape {tuple(grad.shape)}"
+        )
+    if not (xp.isdtype(grad.dtype, "real floating") or xp.isdtype(grad.dtype, "integral")):
+        raise TypeError(f"grad must be real, got dtype {grad.dtype}")
+    return grad
+
+
+def softmax_cross_entropy(
+    logits: Array,
+    target: Array,
+    /,
+    axis: int = -1,
+    *,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    weight: Array | None = None,
+    backend: str | None = None,
+) -> Array:
+    """Cross-entropy between ``softmax(logits, axis)`` and ``target``, with the semantics
+    of ``torch.nn.functional.cross_entropy`` on class axis ``axis``.
+
+    Parameters
+    ----------
+    logits
+        Unnormalised scores; ``axis`` is the class axis.
+    target
+        Integer class indices with the logits' shape without ``axis``, or class
+        probabilities with the logits' shape.
+    reduction
+        ``"mean"`` (PyTorch's weighted mean: divided by the summed ``weight`` of the
+        counted index targets, or by the number of samples for probability targets),
+        ``"sum"`` or ``"none"`` (per-sample losses).
+    label_smoothing
+        In [0, 1]: the target is mixed with the uniform distribution.
+    ignore_index
+        For index targets: samples with this class contribute exactly 0 to the loss and
+        the gradient, whatever their logits. If every sample is ignored, "mean" gives 0.
+    weight
+        Per-class weights, shape ``(n_classes,)``.
+
+    Out-of-range class indices raise `IndexError` (under ``jax.jit`` or Dask, where values
+    cannot be read eagerly, their loss is NaN instead).
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import softmax_dispatch as sd
+    >>> logits = xp.asarray([[0.0, 0.0], [0.0, 0.0]])
+    >>> sd.softmax_cross_entropy(logits, xp.asarray([0, 1]))  # log(2)
+    Array(0.69314718, dtype=array_api_strict.float64)
+    >>> sd.softmax_cross_entropy(logits, xp.asarray([0, -100]), ignore_index=-100,
+    ...                          reduction="none")
+    Array([0.69314718, 0.        ], dtype=array_api_strict.float64)
+    """
+    res, xp, logits, target, axis, options, _ = _prepare_ce(
+        logits, target, axis, reduction, label_smoothing, ignore_index, weight, backend
+    )
+    return res.kernels["cross_entropy"](xp, logits, target, axis, **options)
+
+
+def softmax_cross_entropy_backward(
+    logits: Array,
+    target: Array,
+    /,
+    grad: Array | float = 1.0,
+    axis: int = -1,
+    *,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    weight: Array | None = None,
+    backend: str | None = None,
+) -> Array:
+    """``grad`` times the gradient of `softmax_cross_entropy` with respect to ``logits``.
+
+    ``grad`` is the upstream gradient of the loss: a scalar for "mean" and "sum", a
+    scalar or per-sample array for "none". Options as for `softmax_cross_entropy`.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import softmax_dispatch as sd
+    >>> logits = xp.asarray([[0.0, 0.0]])
+    >>> sd.softmax_cross_entropy_backward(logits, xp.asarray([0]))  # softmax - onehot
+    Array([[-0.5,  0.5]], dtype=array_api_strict.float64)
+    """
+    res, xp, logits, target, axis, options, grad = _prepare_ce(
+        logits, target, axis, reduction, label_smoothing, ignore_index, weight, backend, grad
+    )
+    return res.kernels["cross_entropy_backward"](xp, logits, target, grad, axis, **options)

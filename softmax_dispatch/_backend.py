@@ -1,0 +1,167 @@
+"""The typed objects plugins yield (`Backend`) and the registry reports (`BackendInfo`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+__all__ = [
+    "KERNEL_NAMES",
+    "Backend",
+    "BackendInfo",
+    "BackendUnavailable",
+    "PluginFailure",
+    "device_name",
+]
+
+#: The ops a backend may override with a fused kernel (see ``softmax_dispatch._ops``).
+KERNEL_NAMES = (
+    "softmax",
+    "log_softmax",
+    "softmax_backward",
+    "log_softmax_backward",
+    "cross_entropy",
+    "cross_entropy_backward",
+)
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised by ``Backend.devices`` when the backend cannot run here; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One array library (or one way of running it) that softmax_dispatch can dispatch to.
+
+    Plugins yield these from their ``softmax_dispatch_backends`` hook.
+
+    Parameters
+    ----------
+    name
+        Unique identifier, used by ``backend=``, ``use_backend`` and the CLI.
+    owns
+        ``owns(obj) -> bool``: a cheap test that imports nothing (for example
+        ``array_api_compat.is_cupy_array``). It must depend on ``type(obj)`` only:
+        the answer is cached per type.
+    namespace
+        ``namespace() -> module``: the Array API namespace the written-once kernels run
+        on, imported lazily on first use. ``None`` (only sensible for a catch-all backend)
+        means "whatever ``array_api_compat.array_namespace`` gives for the array".
+    priority
+        Higher wins when several backends own the same array type.
+    devices
+        ``devices() -> sequence``: the devices this backend can run on. It raises
+        `BackendUnavailable` (or any exception, e.g. ``ImportError``) with the reason when
+        the backend cannot run here. ``None``: the namespace's
+        ``__array_namespace_info__().devices()``.
+    to_numpy
+        ``to_numpy(array) -> numpy.ndarray``: used by the conformance suite. ``None``:
+        ``numpy.from_dlpack`` and then ``numpy.asarray``.
+    synchronize
+        ``synchronize(device) -> None``: waits for queued work, used by benchmarks.
+    kernels
+        Fused kernels that replace the generic ones op by op; keys from `KERNEL_NAMES`,
+        values with the same signature as the generic kernel in ``softmax_dispatch._ops``.
+    description
+        One line shown by ``softmax-dispatch backends``.
+
+    Examples
+    --------
+    >>> import array_api_compat
+    >>> b = Backend(
+    ...     name="strict",
+    ...     owns=lambda x: type(x).__module__.startswith("array_api_strict"),
+    ...     namespace=lambda: __import__("array_api_strict"),
+    ... )
+    >>> b.name, b.priority
+    ('strict', 0)
+    """
+
+    name: str
+    owns: Callable[[Any], bool]
+    namespace: Callable[[], ModuleType] | None = None
+    priority: int = 0
+    devices: Callable[[], Sequence[Any]] | None = None
+    to_numpy: Callable[[Any], Any] | None = None
+    synchronize: Callable[[Any], None] | None = None
+    kernels: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(
+                f"Backend name must be a Python identifier such as 'numpy' or 'my_gpu', "
+                f"got {self.name!r}"
+            )
+        if not callable(self.owns):
+            raise TypeError(f"Backend {self.name!r}: owns must be callable, got {self.owns!r}")
+        for attr in ("namespace", "devices", "to_numpy", "synchronize"):
+            value = getattr(self, attr)
+            if value is not None and not callable(value):
+                raise TypeError(
+                    f"Backend {self.name!r}: {attr} must be callable or None, got {value!r}"
+                )
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            raise TypeError(
+                f"Backend {self.name!r}: priority must be an int, got {self.priority!r}"
+            )
+        if not isinstance(self.kernels, Mapping):
+            raise TypeError(
+                f"Backend {self.name!r}: kernels must be a mapping of op name to function, "
+                f"got {type(self.kernels).__name__}"
+            )
+        unknown = sorted(set(self.kernels) - set(KERNEL_NAMES))
+        if unknown:
+            raise ValueError(
+                f"Backend {self.name!r}: unknown kernel name(s) {unknown}; "
+                f"allowed: {list(KERNEL_NAMES)}"
+            )
+        for op, fn in self.kernels.items():
+            if not callable(fn):
+                raise TypeError(f"Backend {self.name!r}: kernel {op!r} is not callable: {fn!r}")
+        # Freeze the mapping so a frozen Backend really is immutable.
+        object.__setattr__(self, "kernels", MappingProxyType(dict(self.kernels)))
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What ``softmax_dispatch.backends()`` reports about one registered backend."""
+
+    name: str
+    available: bool
+    devices: tuple[Any, ...]
+    reason: str | None
+    priority: int
+    distribution: str | None
+    version: str | None
+    description: str
+    backend: Backend = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be loaded, and why (shown by ``softmax-dispatch backends``)."""
+
+    plugin: str
+    distribution: str | None
+    version: str | None
+    error: str
+
+
+def device_name(device: Any) -> str:
+    """A short, stable name for a device object: ``cpu``, ``cuda:1``, ``device1``.
+
+    >>> device_name("cpu")
+    'cpu'
+    """
+    platform, index = getattr(device, "platform", None), getattr(device, "id", None)
+    if isinstance(platform, str) and isinstance(index, int):  # JAX
+        return f"{platform}:{index}"
+    if type(device).__module__.startswith("cupy"):
+        return f"cuda:{device.id}"
+    text = str(device)
+    if text.startswith(("array_api_strict.Device(", "Device(")):  # array-api-strict
+        return text[text.index("(") + 2 : -2]
+    return text

@@ -1,0 +1,226 @@
+"""Choosing the backend for a call, and checking that the call's arrays belong to it.
+
+Rules, first that applies: ``backend=``; `use_backend`; ``SOFTMAX_DISPATCH_BACKEND``;
+the highest-priority backend that owns the array (cached per array type).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+
+from . import _ops, _plugins
+from ._backend import KERNEL_NAMES
+
+__all__ = ["BACKEND_ENV", "Resolved", "generic_kernels", "resolve", "use_backend"]
+
+BACKEND_ENV = "SOFTMAX_DISPATCH_BACKEND"
+
+_chosen: ContextVar[str | None] = ContextVar("softmax_dispatch_backend", default=None)
+_generic_only: ContextVar[bool] = ContextVar("softmax_dispatch_generic_only", default=False)
+_UNREAD = object()
+_env_value: Any = _UNREAD
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A backend ready to run: its namespace (None: per array) and its kernel table."""
+
+    name: str
+    owns: Callable[[Any], bool]
+    xp: ModuleType | None
+    kernels: dict[str, Callable[..., Any]]
+    generic: dict[str, Callable[..., Any]]
+
+
+_by_type: dict[type, Resolved | None] = {}
+_by_name: dict[str, Resolved] = {}
+_seen_generation = -1
+
+
+def type_name(obj: object) -> str:
+    t = type(obj)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _env_backend() -> str | None:
+    global _env_value
+    if _env_value is _UNREAD:
+        raw = os.environ.get(BACKEND_ENV, "").strip()
+        if raw:
+            try:
+                _plugins.entry(raw)
+            except LookupError as exc:
+                raise LookupError(f"{BACKEND_ENV}={raw!r}: {exc}") from None
+        _env_value = raw or None
+    return _env_value
+
+
+def reset() -> None:
+    """Forget cached resolutions and the environment variable (for tests)."""
+    global _env_value, _seen_generation
+    _env_value = _UNREAD
+    _by_type.clear()
+    _by_name.clear()
+    _seen_generation = -1
+
+
+def _check_generation() -> None:
+    global _seen_generation
+    gen = _plugins.generation()
+    if gen != _seen_generation:
+        _by_type.clear()
+        _by_name.clear()
+        _seen_generation = gen
+
+
+def _make(ent: Any) -> Resolved:
+    generic = {op: getattr(_ops, op) for op in KERNEL_NAMES}
+    fused = dict(generic)
+    fused.update(ent.backend.kernels)
+    return Resolved(
+        name=ent.backend.name,
+        owns=ent.backend.owns,
+        xp=_plugins.namespace_of(ent),
+        kernels=fused,
+        generic=generic,
+    )
+
+
+def _named(name: str) -> Resolved:
+    res = _by_name.get(name)
+    if res is None:
+        ent = _plugins.entry(name)
+        _devices, reason = _plugins.probe(ent)
+        if reason is not None:
+            raise RuntimeError(f"backend {name!r} is unavailable: {reason}")
+        res = _by_name[name] = _make(ent)
+    return res
+
+
+def _owner(t: type, sample: object) -> Resolved | None:
+    try:
+        return _by_type[t]
+    except KeyError:
+        pass
+    found = None
+    for ent in _plugins.ranked():
+        if ent.backend.owns(sample):
+            found = _by_name.get(ent.backend.name) or _make(ent)
+            break
+    _by_type[t] = found
+    return found
+
+
+def _owners_hint(obj: object) -> str:
+    names = [e.backend.name for e in _plugins.ranked() if e.backend.owns(obj)]
+    return ", ".join(repr(n) for n in names) if names else "none"
+
+
+def resolve(
+    x: object,
+    others: tuple[tuple[str, object], ...],
+    backend: str | None,
+    label: str = "x",
+) -> tuple[Resolved, ModuleType]:
+    """The backend and namespace for a call on ``x``; ``others`` are (label, array) pairs
+    that must live with ``x`` (same backend, same device)."""
+    _check_generation()
+    primary = label
+    name = backend
+    source = "backend="
+    if name is None:
+        name = _chosen.get()
+        source = "use_backend()"
+    if name is None:
+        name = _env_backend()
+        source = BACKEND_ENV
+    if name is not None:
+        res = _named(name)
+        if not res.owns(x):
+            raise TypeError(
+                f"backend {name!r} (chosen by {source}) does not own {type_name(x)}; "
+                f"backends that own it: {_owners_hint(x)}. Move the array to the backend's "
+                "library first (e.g. with its asarray or from_dlpack): softmax_dispatch "
+                "never copies across libraries or devices silently"
+            )
+        for lbl, a in others:
+            if not res.owns(a):
+                raise TypeError(
+                    f"{lbl} is a {type_name(a)} but backend {name!r} runs on "
+                    f"{type_name(x)} ({primary}); convert {lbl} with the same library (its asarray "
+                    "or from_dlpack) and device"
+                )
+    else:
+        res = _owner(type(x), x)
+        if res is None:
+            known = ", ".join(repr(e.backend.name) for e in _plugins.ranked())
+            raise TypeError(
+                f"no backend owns {type_name(x)}; registered backends: {known}. "
+                "Pass an array (e.g. numpy.asarray(x)) or register a backend for this type"
+            )
+        for lbl, a in others:
+            if _owner(type(a), a) is not res:
+                raise TypeError(
+                    f"{lbl} is a {type_name(a)} but {primary} is a {type_name(x)}: all arrays in "
+                    f"one call must come from one library; convert {lbl} with "
+                    f"{type_name(x).split('.')[0]}'s asarray (or from_dlpack) on {primary}'s device"
+                )
+    xp = res.xp if res.xp is not None else array_api_compat.array_namespace(x)
+    if others:
+        _same_device(x, others, primary)
+    if _generic_only.get():
+        res = Resolved(res.name, res.owns, res.xp, res.generic, res.generic)
+    return res, xp
+
+
+def _same_device(x: object, others: tuple[tuple[str, object], ...], primary: str) -> None:
+    dev = array_api_compat.device(x)
+    if dev is None:
+        return
+    for label, a in others:
+        other = array_api_compat.device(a)
+        if other is not None and other != dev:
+            raise TypeError(
+                f"{label} is on device {other} but {primary} is on device {dev}; move it "
+                f"first, e.g. xp.asarray({label}, device=<{primary}'s device>): "
+                "softmax_dispatch never copies across devices silently"
+            )
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Run the calls in this block on backend ``name`` (unless a call passes ``backend=``).
+
+    Backed by a `contextvars.ContextVar`, so it is private to the thread or asyncio task.
+
+    Examples
+    --------
+    >>> import numpy as np, softmax_dispatch as sd
+    >>> with sd.use_backend("array_api"):
+    ...     sd.softmax(np.array([0.0, 0.0]))
+    array([0.5, 0.5])
+    """
+    _plugins.entry(name)  # unknown names fail here, not at the first call
+    token = _chosen.set(name)
+    try:
+        yield
+    finally:
+        _chosen.reset(token)
+
+
+@contextlib.contextmanager
+def generic_kernels() -> Iterator[None]:
+    """Ignore backends' fused kernels in this block (used to check the generic path)."""
+    token = _generic_only.set(True)
+    try:
+        yield
+    finally:
+        _generic_only.reset(token)

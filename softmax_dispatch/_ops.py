@@ -1,0 +1,267 @@
+"""The softmax family, written once against the Python Array API standard.
+
+Every function takes the namespace ``xp`` first and arrays that the public layer has
+already validated: real floating dtypes, ``axes`` a tuple of distinct non-negative ints,
+``where`` a boolean array broadcastable to the input (or None), no zero-size arrays.
+No Python branching on array values, so ``jax.jit``, ``torch.autograd`` and lazy Dask
+graphs pass through. ``out`` is accepted for signature compatibility with fused kernels
+and ignored: the public layer copies the result into it.
+
+float16 and bfloat16 are computed in float32 and returned in the input dtype. A row's
+maximum is used as the shift only where it is not ``-inf``, so ``-inf - -inf`` is never
+computed: a row of all ``-inf`` gives 0/0 = NaN (the documented policy), a fully masked
+row gives zeros, ``+inf`` or NaN anywhere in a row makes that row NaN.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from array_api_compat import device as _device
+
+Array = Any
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "softmax",
+    "softmax_backward",
+]
+
+
+def _compute_dtype(xp: ModuleType, dtype: Any) -> Any:
+    """float32 for 16-bit floats (fp32 accumulation), the dtype itself otherwise."""
+    return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+
+
+def _up(xp: ModuleType, a: Array, dtype: Any) -> Array:
+    return a if a.dtype == dtype else xp.astype(a, dtype)
+
+
+def _sum(xp: ModuleType, a: Array, axes: tuple[int, ...]) -> Array:
+    # Reducing over no axes is the identity; some libraries read axis=() as "all axes".
+    return xp.sum(a, axis=axes, keepdims=True) if axes else a
+
+
+def _max(xp: ModuleType, a: Array, axes: tuple[int, ...]) -> Array:
+    return xp.max(a, axis=axes, keepdims=True) if axes else a
+
+
+def _any(xp: ModuleType, mask: Array, shape: tuple[int, ...], axes: tuple[int, ...]) -> Array:
+    full = xp.broadcast_to(mask, shape)
+    return xp.any(full, axis=axes, keepdims=True) if axes else full
+
+
+def _shifted(xp: ModuleType, x: Array, axes: tuple[int, ...], where: Array | None) -> Array:
+    """``x - max(x)`` over ``axes``, masked entries ``-inf``; the max is taken as 0 where
+    it is ``-inf`` so that ``-inf - -inf`` never happens."""
+    if where is not None:
+        x = xp.where(where, x, -xp.inf)
+    m = _max(xp, x, axes)
+    m = xp.where(m == -xp.inf, xp.zeros_like(m), m)
+    return x - m
+
+
+def softmax(
+    xp: ModuleType,
+    x: Array,
+    axes: tuple[int, ...],
+    where: Array | None = None,
+    out: Array | None = None,
+) -> Array:
+    """``exp(x - max) / sum(exp(x - max))``; masked entries 0, fully masked rows 0."""
+    dtype = x.dtype
+    x = _up(xp, x, _compute_dtype(xp, dtype))
+    e = xp.exp(_shifted(xp, x, axes, where))
+    s = _sum(xp, e, axes)
+    if where is not None:
+        s = xp.where(_any(xp, where, x.shape, axes), s, xp.ones_like(s))
+    return _up(xp, e / s, dtype)
+
+
+def log_softmax(
+    xp: ModuleType,
+    x: Array,
+    axes: tuple[int, ...],
+    where: Array | None = None,
+    out: Array | None = None,
+) -> Array:
+    """``(x - max) - log(sum(exp(x - max)))``; masked entries ``-inf``."""
+    dtype = x.dtype
+    x = _up(xp, x, _compute_dtype(xp, dtype))
+    z = _shifted(xp, x, axes, where)
+    lse = xp.log(_sum(xp, xp.exp(z), axes))
+    if where is not None:
+        lse = xp.where(_any(xp, where, x.shape, axes), lse, xp.zeros_like(lse))
+    return _up(xp, z - lse, dtype)
+
+
+def softmax_backward(
+    xp: ModuleType,
+    grad: Array,
+    y: Array,
+    axes: tuple[int, ...],
+    where: Array | None = None,
+    out: Array | None = None,
+) -> Array:
+    """The vector-Jacobian product of softmax from its output: ``y * (g - sum(g * y))``.
+
+    (Not the diagonal-only ``g * y * (1 - y)``.)
+    """
+    dtype = y.dtype
+    ct = _compute_dtype(xp, dtype)
+    g, y = _up(xp, grad, ct), _up(xp, y, ct)
+    if where is not None:
+        g = xp.where(where, g, xp.zeros_like(g))
+    dx = y * (g - _sum(xp, g * y, axes))
+    if where is not None:
+        dx = xp.where(where, dx, xp.zeros_like(dx))
+    return _up(xp, dx, dtype)
+
+
+def log_softmax_backward(
+    xp: ModuleType,
+    grad: Array,
+    y: Array,
+    axes: tuple[int, ...],
+    where: Array | None = None,
+    out: Array | None = None,
+) -> Array:
+    """The vector-Jacobian product of log_softmax from its output: ``g - exp(y) * sum(g)``."""
+    dtype = y.dtype
+    ct = _compute_dtype(xp, dtype)
+    g, y = _up(xp, grad, ct), _up(xp, y, ct)
+    if where is not None:
+        g = xp.where(where, g, xp.zeros_like(g))
+    dx = g - xp.exp(y) * _sum(xp, g, axes)
+    if where is not None:
+        dx = xp.where(where, dx, xp.zeros_like(dx))
+    return _up(xp, dx, dtype)
+
+
+def _class_weights(
+    xp: ModuleType,
+    logits: Array,
+    target: Array,
+    axis: int,
+    weight: Array | None,
+    ignore_index: int | None,
+    label_smoothing: float,
+    index_target: bool,
+) -> tuple[Array, Array, Array, Array]:
+    """Per-class coefficients ``a`` with ``loss = -sum(a * log_softmax(logits))``.
+
+    Returns ``(a, keep, bad, denom)``: ``keep`` marks samples that count (not ignored),
+    ``bad`` marks out-of-range class indices (their loss becomes NaN), ``denom`` is the
+    divisor of reduction="mean" (PyTorch's: the summed weight of kept index targets, the
+    number of samples for probability targets). ``keep`` and ``bad`` have the sample shape.
+    """
+    n_classes = logits.shape[axis]
+    dt = logits.dtype
+    ndim = logits.ndim
+    bshape = tuple(n_classes if i == axis else 1 for i in range(ndim))
+    w = None if weight is None else xp.reshape(_up(xp, weight, dt), bshape)
+    eps = label_smoothing
+    if index_target:
+        classes = xp.reshape(
+            xp.arange(n_classes, dtype=target.dtype, device=_device(logits)), bshape
+        )
+        onehot = _up(xp, classes == xp.expand_dims(target, axis=axis), dt)
+        keep = (
+            xp.ones_like(target, dtype=xp.bool) if ignore_index is None else target != ignore_index
+        )
+        bad = ((target < 0) | (target >= n_classes)) & keep
+        a = onehot * (1.0 - eps) + eps / n_classes
+        if w is not None:
+            a = a * w
+        a = xp.where(xp.expand_dims(keep, axis=axis), a, xp.zeros_like(a))
+        w_t = onehot if w is None else onehot * w
+        denom = xp.sum(xp.where(xp.expand_dims(keep, axis=axis), w_t, xp.zeros_like(w_t)))
+    else:
+        q = _up(xp, target, dt)
+        a = q * (1.0 - eps) + eps / n_classes
+        if w is not None:
+            a = a * w
+        sample_shape = tuple(s for i, s in enumerate(logits.shape) if i != axis)
+        keep = xp.ones(sample_shape, dtype=xp.bool, device=_device(logits))
+        bad = xp.zeros(sample_shape, dtype=xp.bool, device=_device(logits))
+        n_samples = 1
+        for s in sample_shape:
+            n_samples *= s
+        denom = xp.asarray(float(n_samples), dtype=dt, device=_device(logits))
+    return a, keep, bad, denom
+
+
+def _safe_div(xp: ModuleType, num: Array, denom: Array) -> Array:
+    """``num / denom``, and 0 where ``denom`` is 0 (mean over nothing counted is 0)."""
+    zero = denom == 0
+    return xp.where(zero, xp.zeros_like(num), num / xp.where(zero, xp.ones_like(denom), denom))
+
+
+def cross_entropy(
+    xp: ModuleType,
+    logits: Array,
+    target: Array,
+    axis: int,
+    *,
+    weight: Array | None,
+    ignore_index: int | None,
+    label_smoothing: float,
+    reduction: str,
+    index_target: bool,
+) -> Array:
+    """Softmax cross-entropy with PyTorch's semantics on class axis ``axis``."""
+    dtype = logits.dtype
+    logits = _up(xp, logits, _compute_dtype(xp, dtype))
+    logp = log_softmax(xp, logits, (axis,))
+    a, keep, bad, denom = _class_weights(
+        xp, logits, target, axis, weight, ignore_index, label_smoothing, index_target
+    )
+    # Classes with zero coefficient contribute exactly 0, even where logp is -inf or NaN.
+    terms = xp.where(a != 0, a * logp, xp.zeros_like(logp))
+    per = -xp.sum(terms, axis=axis)
+    per = xp.where(keep, per, xp.zeros_like(per))
+    per = xp.where(bad, xp.full_like(per, xp.nan), per)
+    if reduction == "none":
+        loss = per
+    elif reduction == "sum":
+        loss = xp.sum(per)
+    else:
+        loss = _safe_div(xp, xp.sum(per), denom)
+    return _up(xp, loss, dtype)
+
+
+def cross_entropy_backward(
+    xp: ModuleType,
+    logits: Array,
+    target: Array,
+    grad: Array | float,
+    axis: int,
+    *,
+    weight: Array | None,
+    ignore_index: int | None,
+    label_smoothing: float,
+    reduction: str,
+    index_target: bool,
+) -> Array:
+    """``grad * dL/dlogits`` where ``dL/dlogits = softmax(logits) * sum(a) - a``."""
+    dtype = logits.dtype
+    logits = _up(xp, logits, _compute_dtype(xp, dtype))
+    p = softmax(xp, logits, (axis,))
+    a, keep, bad, denom = _class_weights(
+        xp, logits, target, axis, weight, ignore_index, label_smoothing, index_target
+    )
+    dx = p * xp.sum(a, axis=axis, keepdims=True) - a
+    if reduction == "none" and not isinstance(grad, float):
+        dx = dx * xp.expand_dims(_up(xp, grad, dx.dtype), axis=axis)
+    else:
+        dx = dx * (grad if isinstance(grad, float) else _up(xp, grad, dx.dtype))
+    if reduction == "mean":
+        dx = _safe_div(xp, dx, denom)
+    # Ignored samples get exactly 0 whatever their logits or upstream gradient hold.
+    dx = xp.where(xp.expand_dims(keep, axis=axis), dx, xp.zeros_like(dx))
+    dx = xp.where(xp.expand_dims(bad, axis=axis), xp.full_like(dx, xp.nan), dx)
+    return _up(xp, dx, dtype)
