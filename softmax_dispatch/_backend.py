@@ -14,6 +14,7 @@ __all__ = [
     "BackendUnavailable",
     "PluginFailure",
     "device_name",
+    "type_name",
 ]
 
 #: The ops a backend may override with a fused kernel (see ``softmax_dispatch._ops``).
@@ -148,6 +149,12 @@ class PluginFailure:
     distribution: str | None
     version: str | None
     error: str
+
+
+def type_name(obj: object) -> str:
+    """``numpy.ndarray``, ``torch.Tensor``, ``int``: the type as a user would write it."""
+    t = type(obj)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 def device_name(device: Any) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import array_api_compat
 
 from . import _ops, _plugins
-from ._backend import KERNEL_NAMES
+from ._backend import KERNEL_NAMES, type_name
 
 __all__ = ["BACKEND_ENV", "Resolved", "generic_kernels", "resolve", "use_backend"]
 
@@ -43,11 +43,6 @@ class Resolved:
 _by_type: dict[type, Resolved | None] = {}
 _by_name: dict[str, Resolved] = {}
 _seen_generation = -1
-
-
-def type_name(obj: object) -> str:
-    t = type(obj)
-    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 def _env_backend() -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 import pluggy
 
 from . import _hookspec
-from ._backend import Backend, BackendInfo, BackendUnavailable, PluginFailure
+from ._backend import Backend, BackendInfo, BackendUnavailable, PluginFailure, type_name
 from ._hookspec import ENTRY_POINT_GROUP, PROJECT, hookimpl
 
 __all__ = [
@@ -148,8 +148,8 @@ def _add(
     for obj in yielded:
         if not isinstance(obj, Backend):
             fail(
-                f"its hook yielded {type(obj).__module__}.{type(obj).__qualname__} "
-                f"{obj!r:.80}, expected softmax_dispatch.Backend"
+                f"its hook yielded {type_name(obj)} {obj!r:.80}, "
+                "expected softmax_dispatch.Backend"
             )
             continue
         taken = reg.entries.get(obj.name)

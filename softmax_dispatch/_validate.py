@@ -10,7 +10,7 @@ from typing import Any
 
 import array_api_compat
 
-from ._dispatch import type_name
+from ._backend import type_name
 
 __all__ = ["AxisError", "as_float", "check_mask", "check_out", "deliver", "normalize_axes"]
 
