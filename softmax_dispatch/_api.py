@@ -48,7 +48,12 @@ def _forward(
         check_out(out, tuple(x.shape), x.dtype)
     if is_empty(tuple(x.shape)):
         return deliver(_empty(xp, x), out)
-    return deliver(res.kernels[op](xp, x, axes, mask, out), out)
+    return deliver(_array(xp, res.kernels[op](xp, x, axes, mask, out)), out)
+
+
+def _array(xp: ModuleType, result: Array) -> Array:
+    """0-d results as 0-d arrays (NumPy reductions and ufuncs hand back scalars)."""
+    return result if result.ndim else xp.asarray(result)
 
 
 def _empty(xp: ModuleType, like: Array) -> Array:
@@ -153,7 +158,7 @@ def _backward(
         check_out(out, tuple(y.shape), y.dtype)
     if is_empty(tuple(y.shape)):
         return deliver(_empty(xp, y), out)
-    return deliver(res.kernels[op](xp, grad, y, axes, mask, out), out)
+    return deliver(_array(xp, res.kernels[op](xp, grad, y, axes, mask, out)), out)
 
 
 def softmax_backward(
@@ -392,7 +397,7 @@ def softmax_cross_entropy(
     res, xp, logits, target, axis, options, _ = _prepare_ce(
         logits, target, axis, reduction, label_smoothing, ignore_index, weight, backend
     )
-    return res.kernels["cross_entropy"](xp, logits, target, axis, **options)
+    return _array(xp, res.kernels["cross_entropy"](xp, logits, target, axis, **options))
 
 
 def softmax_cross_entropy_backward(
@@ -424,4 +429,6 @@ def softmax_cross_entropy_backward(
     res, xp, logits, target, axis, options, grad = _prepare_ce(
         logits, target, axis, reduction, label_smoothing, ignore_index, weight, backend, grad
     )
-    return res.kernels["cross_entropy_backward"](xp, logits, target, grad, axis, **options)
+    return _array(
+        xp, res.kernels["cross_entropy_backward"](xp, logits, target, grad, axis, **options)
+    )

@@ -108,7 +108,9 @@ def _owner(t: type, sample: object) -> Resolved | None:
     found = None
     for ent in _plugins.ranked():
         if ent.backend.owns(sample):
-            found = _by_name.get(ent.backend.name) or _make(ent)
+            found = _by_name.get(ent.backend.name) or _by_name.setdefault(
+                ent.backend.name, _make(ent)
+            )
             break
     _by_type[t] = found
     return found
@@ -162,7 +164,8 @@ def resolve(
                 "Pass an array (e.g. numpy.asarray(x)) or register a backend for this type"
             )
         for lbl, a in others:
-            if _owner(type(a), a) is not res:
+            owner = _owner(type(a), a)
+            if owner is None or owner.name != res.name:
                 raise TypeError(
                     f"{lbl} is a {type_name(a)} but {primary} is a {type_name(x)}: all arrays in "
                     f"one call must come from one library; convert {lbl} with "

@@ -148,8 +148,7 @@ def _add(
     for obj in yielded:
         if not isinstance(obj, Backend):
             fail(
-                f"its hook yielded {type_name(obj)} {obj!r:.80}, "
-                "expected softmax_dispatch.Backend"
+                f"its hook yielded {type_name(obj)} {obj!r:.80}, expected softmax_dispatch.Backend"
             )
             continue
         taken = reg.entries.get(obj.name)

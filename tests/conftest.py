@@ -7,14 +7,14 @@ import os
 # Two virtual CPU devices for JAX, set before anything imports jax.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
-import sys  # noqa: E402
-import textwrap  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from softmax_dispatch import _dispatch, _plugins  # noqa: E402
+from softmax_dispatch import _dispatch, _plugins
 
 #: Source of a working plugin module; format with ``name`` and ``priority``.
 GOOD_PLUGIN = """

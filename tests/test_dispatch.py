@@ -125,9 +125,8 @@ def test_use_backend_restores_previous_choice_and_nests(tagged):
 def test_unknown_backend_name_lists_known_ones(fresh_registry):
     with pytest.raises(LookupError, match=r"unknown backend 'nope'.*'numpy'"):
         sd.softmax(np.zeros(2), backend="nope")
-    with pytest.raises(LookupError, match="'numpy'"):
-        with sd.use_backend("nope"):
-            pass
+    with pytest.raises(LookupError, match="'numpy'"), sd.use_backend("nope"):
+        pass
 
 
 def test_environment_variable_is_parsed_strictly(fresh_registry, monkeypatch):
@@ -138,8 +137,7 @@ def test_environment_variable_is_parsed_strictly(fresh_registry, monkeypatch):
 
 def test_environment_variable_chooses_backend(fresh_registry, monkeypatch):
     monkeypatch.setenv(_dispatch.BACKEND_ENV, "array_api")
-    res, xp = _dispatch.resolve(np.zeros(2), (), None)
-    assert res.name == "array_api"
+    assert _dispatch.resolve(np.zeros(2), (), None)[0].name == "array_api"
     # ...and a type that backend does not own is a clear error naming the variable
     monkeypatch.setenv(_dispatch.BACKEND_ENV, "dask")
     _dispatch.reset()
@@ -164,7 +162,7 @@ def test_mixed_libraries_in_one_call_are_refused(fresh_registry):
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match=r"y is a numpy.ndarray but grad is a torch.Tensor"):
         sd.softmax_backward(torch.ones(2), np.ones(2))
-    with pytest.raises(TypeError, match="where is a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"where is a torch\.Tensor"):
         sd.softmax(np.ones(2), where=torch.ones(2, dtype=torch.bool))
 
 

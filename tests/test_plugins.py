@@ -27,7 +27,7 @@ def _numpy_backend(name: str, **kw) -> sd.Backend:
 
 def test_builtin_backends_come_from_the_entry_point_group(fresh_registry):
     infos = {b.name: b for b in sd.backends()}
-    assert BUILTIN <= set(infos)
+    assert set(infos) >= BUILTIN
     for name in BUILTIN:
         assert infos[name].distribution == "softmax-dispatch"
         assert infos[name].version == sd.__version__
@@ -147,7 +147,7 @@ def test_register_rejects_duplicate_name_and_wrong_objects(fresh_registry):
         def softmax_dispatch_backends(self):
             yield "not a backend"
 
-    with pytest.raises(sd.PluginError, match="expected softmax_dispatch.Backend"):
+    with pytest.raises(sd.PluginError, match=r"expected softmax_dispatch\.Backend"):
         sd.register(Bad())
     # nothing half-registered is left behind
     assert sd.get_backend("numpy").distribution == "softmax-dispatch"
@@ -202,7 +202,7 @@ def test_unavailable_backend_reports_reason_and_refuses_to_run(fresh_registry):
 def test_cupy_backend_is_unavailable_with_reason_here(fresh_registry):
     info = sd.get_backend("cupy")
     try:
-        import cupy  # noqa: F401
+        import cupy
         import cupy.cuda.runtime
 
         has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
