@@ -57,7 +57,9 @@ def _array(xp: ModuleType, result: Array) -> Array:
 
 
 def _empty(xp: ModuleType, like: Array) -> Array:
-    return xp.zeros(like.shape, dtype=like.dtype, device=array_api_compat.device(like))
+    # A copy of the (empty) input, not zeros(...): under jax.jit only results computed
+    # from the input stay on its device.
+    return xp.asarray(like, copy=True)
 
 
 def softmax(

@@ -71,6 +71,74 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        import hypothesis  # noqa: F401
+        import mpmath  # noqa: F401
+        import pytest  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"softmax-dispatch check: the conformance suite needs pytest, hypothesis and "
+            f"mpmath ({exc}); install them with: pip install 'softmax-dispatch[check]'",
+            file=sys.stderr,
+        )
+        return 2
+    from .conformance import runner
+
+    extra = [a for a in args.pytest_args if a != "--"]
+    try:
+        code, rows, not_run = runner.run(args.backend, args.device, extra, quiet=args.json)
+    except runner.Unrunnable as exc:
+        print(f"softmax-dispatch check: {exc}", file=sys.stderr)
+        return 2
+    failed = any(r.failed for r in rows)
+    if args.json:
+        data = {
+            "targets": [
+                {
+                    "backend": r.backend,
+                    "device": r.device,
+                    "paths": sorted(r.paths),
+                    "dtypes": sorted(r.dtypes),
+                    "passed": r.passed,
+                    "failed": r.failed,
+                    "skipped": r.skipped,
+                    "seconds": round(r.seconds, 3),
+                    "failures": r.failures,
+                }
+                for r in rows
+            ],
+            "not_run": [{"backend": b, "reason": why} for b, why in not_run],
+            "pytest_exit_code": code,
+        }
+        print(json.dumps(data, indent=2))
+    else:
+        table = [
+            [
+                r.backend,
+                r.device,
+                ", ".join(sorted(r.paths)),
+                ", ".join(d for d in _DTYPE_ORDER if d in r.dtypes),
+                str(r.passed),
+                str(r.failed),
+                str(r.skipped),
+                f"{r.seconds:.1f}s",
+            ]
+            for r in rows
+        ]
+        headers = ["backend", "device", "kernels", "dtypes", "passed", "failed", "skipped", "time"]
+        print()
+        print(_table(headers, table))
+        for name, why in not_run:
+            print(f"not run: {name}: {why}")
+    if failed or code not in (0, 5) or not rows:
+        return 1
+    return 0
+
+
+_DTYPE_ORDER = ("float16", "bfloat16", "float32", "float64")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softmax-dispatch",
@@ -80,6 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backends", help="list backends: availability, devices, origin")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_backends)
+    c = sub.add_parser(
+        "check",
+        help="run the conformance suite on backends and devices",
+        description="Run the shared conformance suite (same as `pytest --pyargs "
+        "softmax_dispatch.conformance`). Arguments after `--` go to pytest.",
+    )
+    c.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="backend to check (repeatable); default: every available backend",
+    )
+    c.add_argument("--device", metavar="DEV", help="only this device (e.g. cuda:1, cpu)")
+    c.add_argument("--json", action="store_true", help="print results as JSON")
+    c.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest options")
+    c.set_defaults(func=cmd_check)
     return parser
 
 

@@ -1,0 +1,101 @@
+"""``softmax-dispatch check``: run the suite in-process and summarise it per target."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .targets import Unrunnable, select_targets
+
+__all__ = ["Row", "Unrunnable", "run"]
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Row:
+    """Outcome of the suite on one (backend, device)."""
+
+    backend: str
+    device: str
+    paths: set[str] = field(default_factory=set)
+    dtypes: set[str] = field(default_factory=set)
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+
+class _Collector:
+    """pytest plugin: outcomes grouped by the ``target`` parameter of each test."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Row] = {}
+        self._where: dict[str, tuple[str, str]] = {}
+        self._outcome: dict[str, str] = {}
+
+    def pytest_collection_modifyitems(self, items: list[Any]) -> None:
+        for item in items:
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            target = params.get("target")
+            if target is None:
+                continue
+            key = (target.backend, target.device_name)
+            row = self.rows.setdefault(key, Row(*key))
+            row.paths.add(target.path)
+            if "dtype" in params:
+                row.dtypes.add(params["dtype"])
+            self._where[item.nodeid] = key
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        key = self._where.get(report.nodeid)
+        if key is None:
+            return
+        row = self.rows[key]
+        row.seconds += report.duration
+        before = self._outcome.get(report.nodeid)
+        if report.failed and before != "failed":
+            self._outcome[report.nodeid] = "failed"
+            row.failed += 1
+            row.failures.append(report.nodeid)
+            if before == "passed":
+                row.passed -= 1
+        elif report.skipped and before is None:
+            self._outcome[report.nodeid] = "skipped"
+            row.skipped += 1
+        elif report.when == "call" and report.passed and before is None:
+            self._outcome[report.nodeid] = "passed"
+            row.passed += 1
+
+
+def run(
+    backends: Sequence[str],
+    device: str | None,
+    pytest_args: Sequence[str] = (),
+    quiet: bool = False,
+) -> tuple[int, list[Row], list[tuple[str, str]]]:
+    """Run the suite; returns ``(exit_code, rows, not_run)``. Raises `Unrunnable` when a
+    backend or device named explicitly cannot run."""
+    import pytest
+
+    _targets, not_run = select_targets(backends, device)  # fail fast, before pytest
+    args = ["--pyargs", "softmax_dispatch.conformance", "-c", str(HERE / "pytest.ini")]
+    args += ["--rootdir", str(HERE), "-q" if not quiet else "-qq", "-rf"]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        args += ["-p", "softmax_dispatch.conformance.plugin"]
+    for name in backends:
+        args += ["--backend", name]
+    if device is not None:
+        args += ["--device", device]
+    args += list(pytest_args)
+    collector = _Collector()
+    stream = sys.stderr if quiet else sys.stdout
+    with contextlib.redirect_stdout(stream):
+        code = int(pytest.main(args, plugins=[collector]))
+    return code, sorted(collector.rows.values(), key=lambda r: (r.backend, r.device)), not_run
