@@ -1,7 +1,8 @@
-"""The NumPy backend: NumPy arrays on the CPU.
+"""The NumPy backend: NumPy arrays on the CPU, with fused, cache-blocked, multi-threaded
+kernels (``_kernels``) that replace the generic ones for every op.
 
 Registered through the ``softmax_dispatch`` entry-point group, exactly as a third-party
-plugin would be.
+plugin would be. ``SOFTMAX_DISPATCH_NUM_THREADS`` sets the thread count.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from typing import Any
 from array_api_compat import is_numpy_array
 
 from softmax_dispatch import Backend, hookimpl
+
+
+def _fused_kernels() -> dict[str, Any]:
+    from . import _kernels as k
+
+    return {name: getattr(k, name) for name in k.__all__}
 
 
 def _namespace() -> ModuleType:
@@ -39,5 +46,6 @@ def softmax_dispatch_backends() -> Iterable[Backend]:
         namespace=_namespace,
         to_numpy=_to_numpy,
         synchronize=_synchronize,
-        description="NumPy on the CPU",
+        kernels=_fused_kernels(),
+        description="NumPy on the CPU, fused multi-threaded kernels",
     )

@@ -1,0 +1,103 @@
+"""The thread pool the fused NumPy kernels spread blocks over.
+
+NumPy releases the GIL inside ufunc loops, so blocks run in parallel on plain Python
+threads. The count comes from ``SOFTMAX_DISPATCH_NUM_THREADS`` (read on every large call,
+so it can be changed at run time), defaulting to the cores this process may use. Small
+inputs run on the calling thread.
+
+Blocks are handed out dynamically (each participant takes the next block number until
+none is left) rather than split up front: a worker that wakes late — a halted vCPU on a
+virtual machine can take milliseconds — then costs nothing, the caller just takes more
+blocks. Results are returned in block order, so the answer never depends on who computed
+which block.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+
+__all__ = ["ENV", "num_threads", "run_blocks"]
+
+ENV = "SOFTMAX_DISPATCH_NUM_THREADS"
+#: Below this many bytes of input a call is not worth handing to other threads.
+PARALLEL_MIN_BYTES = 1 << 19
+#: NumPy floating-point errors are the documented NaN/-inf policies here, not news.
+ERRSTATE = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def num_threads() -> int:
+    """Threads to use: ``SOFTMAX_DISPATCH_NUM_THREADS`` or the cores available."""
+    raw = os.environ.get(ENV, "").strip()
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"{ENV} must be a positive integer, got {raw!r}")
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _get_pool(n: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < n:
+            old = _pool
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="softmax_dispatch")
+            _pool_size = n
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def run_blocks(
+    body: Callable[[int, Any], T],
+    count: int,
+    nbytes: int,
+    state: Callable[[], Any] = lambda: None,
+) -> list[T]:
+    """``[body(i, s) for i in range(count)]``, the blocks shared among threads; ``s`` is
+    one ``state()`` per participating thread (its scratch buffers). Exceptions propagate."""
+    results: list[Any] = [None] * count
+    n = 1 if nbytes < PARALLEL_MIN_BYTES else min(num_threads(), count)
+    if n <= 1:
+        s = state()
+        with np.errstate(**ERRSTATE):
+            for i in range(count):
+                results[i] = body(i, s)
+        return results
+    counter = itertools.count()  # next() is atomic under the GIL
+
+    def participant() -> None:
+        s = state()
+        with np.errstate(**ERRSTATE):  # errstate is per thread
+            for i in iter(counter.__next__, None):
+                if i >= count:
+                    return
+                results[i] = body(i, s)
+
+    pool = _get_pool(n)
+    futures = [pool.submit(participant) for _ in range(n - 1)]
+    try:
+        participant()
+    finally:
+        for f in futures:
+            f.result()
+    return results
