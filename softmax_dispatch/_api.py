@@ -40,15 +40,21 @@ def _others(**arrays: Any) -> tuple[tuple[str, Any], ...]:
 def _forward(
     op: str, x: Array, axis: Any, where: Any, dtype: Any, out: Any, backend: str | None
 ) -> Array:
-    res, xp = resolve(x, _others(where=where, out=out), backend)
+    # Kept lean: for an 8x10 array this layer is a fifth of the whole call.
+    others = () if where is None and out is None else _others(where=where, out=out)
+    res, xp = resolve(x, others, backend)
     x = as_float(xp, x, dtype, "x")
     axes = normalize_axes(axis, x.ndim)
-    mask = check_mask(xp, where, tuple(x.shape))
+    shape = tuple(x.shape)
+    mask = None if where is None else check_mask(xp, where, shape)
     if out is not None:
-        check_out(out, tuple(x.shape), x.dtype)
-    if is_empty(tuple(x.shape)):
+        check_out(out, shape, x.dtype)
+    if is_empty(shape):
         return deliver(_empty(xp, x), out)
-    return deliver(_array(xp, res.kernels[op](xp, x, axes, mask, out)), out)
+    y = res.kernels[op](xp, x, axes, mask, out)
+    if not y.ndim:
+        y = xp.asarray(y)
+    return y if out is None else deliver(y, out)
 
 
 def _array(xp: ModuleType, result: Array) -> Array:

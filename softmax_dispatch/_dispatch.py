@@ -129,7 +129,8 @@ def resolve(
 ) -> tuple[Resolved, ModuleType]:
     """The backend and namespace for a call on ``x``; ``others`` are (label, array) pairs
     that must live with ``x`` (same backend, same device)."""
-    _check_generation()
+    if _plugins._registry.generation != _seen_generation:
+        _check_generation()
     primary = label
     name = backend
     source = "backend="
@@ -137,7 +138,7 @@ def resolve(
         name = _chosen.get()
         source = "use_backend()"
     if name is None:
-        name = _env_backend()
+        name = _env_value if _env_value is not _UNREAD else _env_backend()
         source = BACKEND_ENV
     if name is not None:
         res = _named(name)
@@ -152,8 +153,8 @@ def resolve(
             if not res.owns(a):
                 raise TypeError(
                     f"{lbl} is a {type_name(a)} but backend {name!r} runs on "
-                    f"{type_name(x)} ({primary}); convert {lbl} with the same library (its asarray "
-                    "or from_dlpack) and device"
+                    f"{type_name(x)} ({primary}); convert {lbl} with the same library (its "
+                    "asarray or from_dlpack) and device"
                 )
     else:
         res = _owner(type(x), x)

@@ -3,7 +3,6 @@ is allowed."""
 
 from __future__ import annotations
 
-import math
 import operator
 from types import ModuleType
 from typing import Any
@@ -70,9 +69,34 @@ def default_float(xp: ModuleType, x: Any) -> Any:
     return xp.asarray(0.0).dtype
 
 
+#: (namespace, dtype) -> "float", "int" or "other": asked of isdtype once per pair.
+_KIND: dict[tuple[ModuleType, Any], str] = {}
+
+
+def _kind(xp: ModuleType, dtype: Any) -> str:
+    key = (xp, dtype)
+    kind = _KIND.get(key)
+    if kind is None:
+        if xp.isdtype(dtype, "real floating"):
+            kind = "float"
+        elif xp.isdtype(dtype, "integral"):
+            kind = "int"
+        else:
+            kind = "other"
+        _KIND[key] = kind
+    return kind
+
+
 def as_float(xp: ModuleType, x: Any, dtype: Any, label: str) -> Any:
     """``x`` cast to ``dtype``, or to its own real floating dtype; integers go to the
     namespace's default real floating dtype before anything else happens to them."""
+    src = x.dtype
+    if dtype is None:
+        try:
+            if _kind(xp, src) == "float":  # the common case: nothing to do
+                return x
+        except TypeError:  # unhashable dtype object: take the long way
+            pass
     if dtype is not None:
         try:
             ok = xp.isdtype(dtype, "real floating")
@@ -136,7 +160,6 @@ def deliver(result: Any, out: Any) -> Any:
 
 
 def is_empty(shape: tuple[Any, ...]) -> bool:
-    # Dask may not know a size (None/nan); only a known 0 counts as empty.
-    return any(
-        s == 0 for s in shape if s is not None and not (isinstance(s, float) and math.isnan(s))
-    )
+    """Whether a dimension is known to be 0 (Dask may not know a size: None or nan,
+    which compare unequal to 0)."""
+    return 0 in shape

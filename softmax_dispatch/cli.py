@@ -1,8 +1,9 @@
-"""``softmax-dispatch``: list backends (and, later, check and benchmark them)."""
+"""``softmax-dispatch``: list backends, check them (conformance), benchmark them."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -72,14 +73,13 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        import hypothesis  # noqa: F401
-        import mpmath  # noqa: F401
-        import pytest  # noqa: F401
-    except ImportError as exc:
+    # find_spec, not import: pytest must import hypothesis itself (assertion rewriting)
+    missing = [m for m in ("pytest", "hypothesis", "mpmath") if importlib.util.find_spec(m) is None]
+    if missing:
         print(
             f"softmax-dispatch check: the conformance suite needs pytest, hypothesis and "
-            f"mpmath ({exc}); install them with: pip install 'softmax-dispatch[check]'",
+            f"mpmath (missing: {', '.join(missing)}); install them with: "
+            "pip install 'softmax-dispatch[check]'",
             file=sys.stderr,
         )
         return 2
@@ -139,6 +139,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 _DTYPE_ORDER = ("float16", "bfloat16", "float32", "float64")
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        print(
+            "softmax-dispatch bench: --plot needs matplotlib: "
+            "pip install 'softmax-dispatch[plot]'",
+            file=sys.stderr,
+        )
+        return 2
+    return bench.main(args.case, args.threads, args.json, args.plot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softmax-dispatch",
@@ -165,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print results as JSON")
     c.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest options")
     c.set_defaults(func=cmd_check)
+    b = sub.add_parser(
+        "bench",
+        help="benchmark the NumPy kernels against SciPy, textbook NumPy, PyTorch, JAX",
+        description="Time ours and every installed peer in the same run, interleaved; "
+        "report medians, GB/s, the fraction of a same-run copy, target ratios and peak "
+        "extra memory.",
+    )
+    b.add_argument("--case", action="append", metavar="TEXT", help="only cases containing TEXT")
+    b.add_argument("--threads", type=int, help="threads for ours and PyTorch (default: cores)")
+    b.add_argument("--json", action="store_true", help="print results as JSON")
+    b.add_argument("--plot", metavar="FILE.png", help="draw the comparison (needs matplotlib)")
+    b.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -42,9 +42,18 @@ def _to_half(src: np.ndarray, dst: np.ndarray) -> None:
     np.copyto(dst.view(np.uint16), bits.reshape(dst.shape), casting="unsafe")
 
 
+#: Elements converted at a time: the integer temporaries stay small (~120 KiB).
+CHUNK = 1 << 13
+
+
 def store(dst: np.ndarray, src: np.ndarray) -> None:
     """``dst[...] = src`` with NumPy's casting, float32 -> float16 through `_to_half`."""
     if dst.dtype == np.float16 and src.dtype == np.float32 and dst.shape == src.shape:
-        _to_half(src, dst)
+        if dst.ndim != 2 or dst.size <= CHUNK:
+            _to_half(src, dst)
+            return
+        rows = max(1, CHUNK // max(1, dst.shape[1]))
+        for lo in range(0, dst.shape[0], rows):
+            _to_half(src[lo : lo + rows], dst[lo : lo + rows])
     else:
         np.copyto(dst, src, casting="unsafe")

@@ -189,7 +189,8 @@ def _forward_block(
 def _forward_rows(x2: np.ndarray, y2: np.ndarray, m2: np.ndarray | None, log: bool) -> None:
     rows, n = x2.shape
     ct = _compute_dtype(x2.dtype)
-    per = _rows_per_block(n, ct.itemsize)
+    # float16 is staged in float32 scratch: smaller blocks keep that scratch small
+    per = _rows_per_block(n, ct.itemsize * (4 if ct != x2.dtype else 1))
 
     staged = m2 is not None or x2.dtype != ct
 

@@ -1,0 +1,207 @@
+"""The NumPy backend's fused kernels: the same answers as the generic kernels on random
+inputs, in every layout; threads; concurrency; memory."""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import softmax_dispatch as sd
+from softmax_dispatch import _dispatch
+
+OPS = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward"]
+TOL = {np.float16: 2e-3, np.float32: 2e-6, np.float64: 1e-13}
+
+
+def _run(op, x, g, axis, where, generic):
+    fn = getattr(sd, op)
+    if "backward" in op:
+        y = (sd.softmax if op == "softmax_backward" else sd.log_softmax)(x, axis, where=where)
+        args = (g, y)
+    else:
+        args = (x,)
+    if generic:
+        with _dispatch.generic_kernels():
+            return fn(*args, axis, where=where)
+    return fn(*args, axis, where=where)
+
+
+def _compare(op, x, g, axis, where):
+    fused = _run(op, x, g, axis, where, generic=False)
+    generic = _run(op, x, g, axis, where, generic=True)
+    assert fused.dtype == generic.dtype and fused.shape == generic.shape
+    tol = TOL[x.dtype.type]
+    # sums cancel in the backward passes: errors scale with the largest magnitude
+    finite = np.abs(generic[np.isfinite(generic)].astype(np.float64))
+    scale = 8 * (1 + (finite.max() if finite.size else 0.0))
+    np.testing.assert_allclose(fused, generic, rtol=tol, atol=tol * scale, equal_nan=True)
+
+
+@st.composite
+def inputs(draw):
+    ndim = draw(st.integers(1, 3))
+    big = draw(st.booleans())  # big: past the small-input cut-off, into the blocked paths
+    sizes = st.integers(20, 90) if big else st.integers(1, 7)
+    shape = tuple(draw(st.lists(sizes, min_size=ndim, max_size=ndim)))
+    axes = draw(
+        st.one_of(
+            st.integers(-ndim, ndim - 1),
+            st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True).map(tuple),
+            st.none(),
+        )
+    )
+    dtype = draw(st.sampled_from([np.float16, np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * draw(st.sampled_from([0.1, 3.0, 50.0]))).astype(dtype)
+    if draw(st.booleans()):
+        x = np.asfortranarray(x)  # a non-C-contiguous layout
+    g = rng.standard_normal(shape).astype(dtype)
+    where = rng.random(shape) < 0.8 if draw(st.booleans()) else None
+    return x, g, axes, where
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(case=inputs(), op=st.sampled_from(OPS))
+def test_fused_and_generic_kernels_agree(case, op):
+    x, g, axis, where = case
+    _compare(op, x, g, axis, where)
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("axis", [-1, 0, 1, (0, 2), (1, 2), None])
+def test_fused_and_generic_agree_on_large_3d(op, axis):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((30, 70, 50)).astype(np.float32) * 4
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    _compare(op, x, g, axis, None)
+    _compare(op, x, g, axis, rng.random(x.shape) < 0.5)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_fused_and_generic_cross_entropy_agree(reduction, axis):
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((400, 33) if axis == -1 else (33, 400)) * 3
+    target = rng.integers(0, 33, size=400)
+    target[::9] = -1
+    kw = dict(reduction=reduction, label_smoothing=0.05, ignore_index=-1, weight=rng.random(33))
+    grad = rng.random(400) if reduction == "none" else 0.7
+    fused = sd.softmax_cross_entropy(logits, target, axis, **kw)
+    dfused = sd.softmax_cross_entropy_backward(logits, target, grad, axis, **kw)
+    with _dispatch.generic_kernels():
+        generic = sd.softmax_cross_entropy(logits, target, axis, **kw)
+        dgeneric = sd.softmax_cross_entropy_backward(logits, target, grad, axis, **kw)
+    np.testing.assert_allclose(fused, generic, rtol=1e-12)
+    np.testing.assert_allclose(dfused, dgeneric, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3", "7"])
+def test_any_thread_count_gives_the_same_bits(monkeypatch, threads):
+    x = np.random.default_rng(3).standard_normal((300, 1000)).astype(np.float32)
+    monkeypatch.setenv("SOFTMAX_DISPATCH_NUM_THREADS", "1")
+    serial = sd.softmax(x), sd.softmax(x, 0), sd.log_softmax(x)
+    monkeypatch.setenv("SOFTMAX_DISPATCH_NUM_THREADS", threads)
+    parallel = sd.softmax(x), sd.softmax(x, 0), sd.log_softmax(x)
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "many"])
+def test_bad_thread_count_is_a_clear_error(monkeypatch, bad):
+    monkeypatch.setenv("SOFTMAX_DISPATCH_NUM_THREADS", bad)
+    with pytest.raises(ValueError, match="SOFTMAX_DISPATCH_NUM_THREADS must be a positive"):
+        sd.softmax(np.zeros((600, 600)))
+
+
+def test_concurrent_calls_from_many_threads_are_correct():
+    rng = np.random.default_rng(4)
+    inputs = [rng.standard_normal((200 + 7 * i, 500)).astype(np.float32) for i in range(12)]
+    with _dispatch.generic_kernels():
+        expected = [sd.softmax(x) for x in inputs]
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(inputs))
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            for _ in range(5):
+                results[i] = sd.softmax(inputs[i])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, x in enumerate(expected):
+        np.testing.assert_allclose(results[i], x, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("op", "axis"),
+    [("softmax", -1), ("softmax", 0), ("log_softmax", -1), ("softmax_backward", -1)],
+)
+def test_peak_extra_memory_is_about_the_output(op, axis):
+    """Only the output (and a few cache-sized blocks) is allocated: no input-sized
+    temporaries. tracemalloc sees NumPy's allocations, deterministically."""
+    x = np.random.default_rng(5).standard_normal((2048, 4096)).astype(np.float32)
+    args = (x, sd.softmax(x)) if "backward" in op else (x,)
+    fn = getattr(sd, op)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    y = fn(*args, axis)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    assert peak <= 1.1 * y.nbytes, f"peak {peak / y.nbytes:.2f}x the output"
+
+
+def test_out_and_in_place_allocate_almost_nothing():
+    x = np.random.default_rng(6).standard_normal((1024, 2048)).astype(np.float32)
+    out = np.empty_like(x)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    sd.softmax(x, out=out)
+    sd.softmax(x, out=x)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    assert peak <= 0.1 * x.nbytes
+
+
+def test_float16_rounding_matches_numpy_bit_for_bit():
+    """The vectorized float32 -> float16 conversion agrees with NumPy's cast on every
+    float16 value, the float32 values either side of each, the midpoints between
+    neighbours (ties to even), subnormals, overflow, infinities and NaN."""
+    from softmax_dispatch_numpy._half import store
+
+    halves = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    as32 = halves.astype(np.float32)
+    finite = as32[np.isfinite(as32)]
+    with np.errstate(all="ignore"):
+        mids = ((finite[:-1].astype(np.float64) + finite[1:]) / 2).astype(np.float32)
+        values = np.concatenate(
+            [
+                as32,
+                np.nextafter(finite, np.float32(np.inf)),
+                np.nextafter(finite, np.float32(-np.inf)),
+                mids,
+                np.array([65519.99, 65520.0, 1e9, -1e9, 2.0**-25, 2.0**-26], np.float32),
+                np.random.default_rng(7).standard_normal(50_000).astype(np.float32) * 1e-5,
+            ]
+        )
+        values = values[: values.size // 7 * 7].reshape(-1, 7)  # 2-D: the chunked path
+        expected = values.astype(np.float16)
+    got = np.empty(values.shape, np.float16)
+    store(got, values)
+    same = (got.view(np.uint16) == expected.view(np.uint16)) | (
+        np.isnan(got) & np.isnan(expected)
+    )
+    assert same.all(), f"{int((~same).sum())} values differ, e.g. {values[~same][:5]}"
