@@ -1,13 +1,15 @@
 """``softmax-dispatch bench``: our NumPy kernels against SciPy, textbook NumPy, PyTorch and
 JAX, timed in the same run, interleaved, as medians and ratios.
 
-Every case times each implementation once per round, round after round (with a short
-pause before each sample so that other libraries' spinning worker threads have gone
-idle), so that whatever else the machine is doing falls on all of them alike; it reports the median per
-implementation, GB/s (bytes that must cross memory: one read and one write forward, two
-reads and a write backward), that as a fraction of a same-run ``numpy.copyto`` of the same
-size, and the ratios the performance targets are stated in. Peak extra memory is measured
-with tracemalloc (which sees NumPy's allocations) as a multiple of the output's size.
+Every case times each implementation once per round, round after round, so that whatever
+else the machine is doing falls on all of them alike. Before each sample the main thread
+busy-waits a moment, so that the previous library's worker threads (PyTorch's OpenMP,
+XLA's pool) have stopped spin-waiting; sleeping instead would let the virtual CPUs halt,
+and waking them costs milliseconds that land on whoever runs next. It reports the median
+per implementation, GB/s (bytes that must cross memory: one read and one write forward,
+two reads and a write backward), that as a fraction of a same-run ``numpy.copyto`` of the
+same size, and the ratios the performance targets are stated in. Peak extra memory is
+measured with tracemalloc (which sees NumPy's allocations) as a multiple of the output.
 """
 
 from __future__ import annotations
@@ -121,6 +123,13 @@ def _peers(case: Case, x: np.ndarray, g: np.ndarray, y: np.ndarray, threads: int
     return impls
 
 
+def _settle(seconds: float) -> None:
+    """Busy-wait (see the module docstring for why not sleep)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 def _time(fn: Callable[[], Any], inner: int) -> float:
     t0 = time.perf_counter()
     for _ in range(inner):
@@ -154,10 +163,7 @@ def run_case(case: Case, threads: int) -> Case:
     samples: dict[str, list[float]] = {k: [] for k in impls}
     for _ in range(case.rounds):
         for name, fn in impls.items():
-            # Let the previous implementation's worker threads (PyTorch's OpenMP, XLA's
-            # pool) stop spin-waiting: on 2 cores they would otherwise be timed as part
-            # of whoever runs next.
-            time.sleep(SETTLE_S)
+            _settle(SETTLE_S)
             samples[name].append(_time(fn, case.inner))
     case.results = {k: statistics.median(v) for k, v in samples.items()}
     case.copy_ms = case.results.pop("copy")
@@ -196,9 +202,7 @@ def report(cases: list[Case], threads: int) -> dict[str, Any]:
         copy_gbs = 2 * int(np.prod(c.shape)) * np.dtype(c.dtype).itemsize / c.copy_ms / 1e6
         for impl, ms in c.results.items():
             gbs = moved / ms / 1e6
-            rows.append(
-                dict(case=c.name, impl=impl, ms=ms, gbs=gbs, copy_fraction=gbs / copy_gbs)
-            )
+            rows.append(dict(case=c.name, impl=impl, ms=ms, gbs=gbs, copy_fraction=gbs / copy_gbs))
     checks = []
     for name, desc, num, den, bound, sense in TARGETS:
         c = by_name.get(name)

@@ -144,8 +144,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         print(
-            "softmax-dispatch bench: --plot needs matplotlib: "
-            "pip install 'softmax-dispatch[plot]'",
+            "softmax-dispatch bench: --plot needs matplotlib: pip install 'softmax-dispatch[plot]'",
             file=sys.stderr,
         )
         return 2

@@ -201,7 +201,5 @@ def test_float16_rounding_matches_numpy_bit_for_bit():
         expected = values.astype(np.float16)
     got = np.empty(values.shape, np.float16)
     store(got, values)
-    same = (got.view(np.uint16) == expected.view(np.uint16)) | (
-        np.isnan(got) & np.isnan(expected)
-    )
+    same = (got.view(np.uint16) == expected.view(np.uint16)) | (np.isnan(got) & np.isnan(expected))
     assert same.all(), f"{int((~same).sum())} values differ, e.g. {values[~same][:5]}"

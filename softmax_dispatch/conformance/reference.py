@@ -1,11 +1,12 @@
 """High-precision host references and the per-dtype tolerances the suite holds results to.
 
-References are computed on the host with mpmath (30 significant digits; float64 NumPy
-for arrays over `MPMATH_MAX` elements) from the exact values the backend received (inputs are rounded to the test dtype first), so the only
-error measured is the backend's own. Tolerances scale with the unit roundoff of the dtype
-the backend *computes* in (float32 for float16/bfloat16), with the row's spread
-``max|x - max(x)|`` (exp amplifies the rounding of ``x - max``) and with ``sqrt(n)`` for
-summation; a float64 result computed with float32 accuracy misses them by ~10^7.
+References are computed on the host with mpmath (30 significant digits; float64 NumPy for
+arrays over `MPMATH_MAX` elements) from the exact values the backend received (inputs are
+rounded to the test dtype first), so the only error measured is the backend's own.
+Tolerances scale with the unit roundoff of the dtype the backend *computes* in (float32
+for float16/bfloat16), with the row's spread ``max|x - max(x)|`` (exp amplifies the
+rounding of ``x - max``) and with ``sqrt(n)`` for summation; a float64 result computed
+with float32 accuracy misses them by ~10^7.
 """
 
 from __future__ import annotations
