@@ -156,7 +156,7 @@ def run_case(case: Case, threads: int) -> Case:
     y = sd.softmax(x, case.axis).astype(dt) if case.op == "softmax_backward" else x
     g = rng.standard_normal(case.shape).astype(dt) if case.op == "softmax_backward" else x
     impls = _peers(case, x, g, y, threads)
-    src, dst = np.empty_like(x), np.empty_like(x)
+    src, dst = x.copy(), np.zeros_like(x)  # touched memory: untouched pages read as free
     impls["copy"] = lambda: np.copyto(dst, src)
     for fn in impls.values():  # warm up: JIT, thread pools, first-touch
         fn()

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._half import store
-from ._threads import ERRSTATE, run_blocks
+from ._threads import ERRSTATE, quiet, run_blocks, unquiet
 
 __all__ = [
     "cross_entropy",
@@ -376,7 +376,8 @@ def _tiny_forward(x: np.ndarray, axis: int, log: bool, out: np.ndarray | None) -
     form would keep, and the result is as accurate (x is not rounded by a subtraction).
     Otherwise, and always for log_softmax (x - max keeps every result <= 0 exactly), the
     shifted form."""
-    with np.errstate(**ERRSTATE):
+    token = quiet()
+    try:
         if not log:
             e = np.exp(x)
             total = np.add.reduce(e, axis=axis, keepdims=True)
@@ -389,6 +390,8 @@ def _tiny_forward(x: np.ndarray, axis: int, log: bool, out: np.ndarray | None) -
             return _to(np.subtract(z, lse, out=z), out)
         np.exp(z, out=z)
         return _to(np.divide(z, np.add.reduce(z, axis=axis, keepdims=True), out=z), out)
+    finally:
+        unquiet(token)
 
 
 def _all_between(v: np.ndarray, lo: float, hi: float) -> bool:
@@ -455,8 +458,8 @@ def log_softmax(xp: Any, x: np.ndarray, axes, where=None, out=None) -> np.ndarra
 def _backward_block(gb, yb, db, mb, log: bool, scratch: np.ndarray, inplace: bool) -> None:
     """dx of a block of rows: softmax ``y*(g - sum(g*y))``, log ``g - exp(y)*sum(g)``.
     ``inplace``: ``db`` shares memory with ``gb`` or ``yb``, so work in scratch."""
-    ct = scratch.dtype
     k = len(gb)
+    ct = _compute_dtype(yb.dtype)
     if gb.dtype != ct:  # float16: widen both operands into scratch
         g, y = scratch[0, :k], scratch[1, :k]
         np.copyto(g, gb, casting="unsafe")
@@ -493,11 +496,13 @@ def _backward_rows(g2, y2, d2, m2, log: bool, inplace: bool = False) -> None:
         mb = None if m2 is None else m2[lo:hi]
         _backward_block(g2[lo:hi], y2[lo:hi], d2[lo:hi], mb, log, scratch, inplace)
 
+    # scratch only for float16 staging or when writing over an input
+    staged = inplace or ct != y2.dtype
     run_blocks(
         block,
         -(-rows // per),
         y2.nbytes * 2,
-        lambda: np.empty((3, min(per, rows), n), dtype=ct),
+        lambda: np.empty((3, min(per, rows), n), dtype=ct) if staged else None,
     )
 
 

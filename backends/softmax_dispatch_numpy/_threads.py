@@ -23,13 +23,35 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["ENV", "num_threads", "run_blocks"]
+__all__ = ["ENV", "ERRSTATE", "num_threads", "quiet", "run_blocks", "unquiet"]
 
 ENV = "SOFTMAX_DISPATCH_NUM_THREADS"
 #: Below this many bytes of input a call is not worth handing to other threads.
 PARALLEL_MIN_BYTES = 1 << 19
 #: NumPy floating-point errors are the documented NaN/-inf policies here, not news.
 ERRSTATE = dict(over="ignore", under="ignore", invalid="ignore", divide="ignore")
+
+try:  # np.errstate costs ~1 us, a fifth of an 8x10 softmax: set its context var directly
+    from numpy._core.umath import _extobj_contextvar, _make_extobj
+
+    _QUIET = _make_extobj(**ERRSTATE)
+
+    def quiet() -> Any:
+        """Silence floating-point warnings in this thread until `unquiet` (fast path)."""
+        return _extobj_contextvar.set(_QUIET)
+
+    def unquiet(token: Any) -> None:
+        _extobj_contextvar.reset(token)
+
+except (ImportError, TypeError):  # another NumPy layout: the public, slower way
+
+    def quiet() -> Any:
+        state = np.errstate(**ERRSTATE)
+        state.__enter__()
+        return state
+
+    def unquiet(token: Any) -> None:
+        token.__exit__(None, None, None)
 
 T = TypeVar("T")
 
