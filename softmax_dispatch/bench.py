@@ -223,6 +223,7 @@ def report(cases: list[Case], threads: int) -> dict[str, Any]:
                 )
             )
     machine = dict(
+        dispatch_us=_dispatch_cost_us(),
         python=platform.python_version(),
         numpy=np.__version__,
         cpu=platform.processor() or platform.machine(),
@@ -232,9 +233,25 @@ def report(cases: list[Case], threads: int) -> dict[str, Any]:
     return dict(machine=machine, rows=rows, targets=checks)
 
 
+def _dispatch_cost_us() -> float:
+    """Median cost of choosing the backend for a NumPy array (cached per type)."""
+    from ._dispatch import resolve
+
+    x = np.zeros(3)
+    resolve(x, (), None)
+    runs = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        for _ in range(10_000):
+            resolve(x, (), None)
+        runs.append((time.perf_counter() - t0) / 10_000 * 1e6)
+    return statistics.median(runs)
+
+
 def _print(data: dict[str, Any]) -> None:
     m = data["machine"]
     print(f"machine: {m['cpu']}, {m['cores']} cores, threads={m['threads']}, numpy {m['numpy']}")
+    print(f"dispatch (backend choice for a NumPy array): {m['dispatch_us']:.2f} us")
     print(f"\n{'case':34} {'impl':10} {'median ms':>10} {'GB/s':>7} {'of copy':>8}")
     for r in data["rows"]:
         print(

@@ -53,6 +53,7 @@ except (ImportError, TypeError):  # another NumPy layout: the public, slower way
     def unquiet(token: Any) -> None:
         token.__exit__(None, None, None)
 
+
 T = TypeVar("T")
 
 _lock = threading.Lock()
