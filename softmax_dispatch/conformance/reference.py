@@ -175,6 +175,17 @@ def _to_rows(logits: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(np.asarray(logits, np.float64), axis, -1).reshape(-1, logits.shape[axis])
 
 
+def _ce_rows(logits, target, axis, weight, ignore_index, label_smoothing):
+    """Logits as (samples, classes) rows, and `_class_coefficients` for them."""
+    index_target = np.issubdtype(np.asarray(target).dtype, np.integer)
+    rows = _to_rows(logits, axis)
+    target = np.asarray(target) if index_target else _to_rows(target, axis)
+    a, keep, divisor = _class_coefficients(
+        rows.shape[1], target, index_target, weight, ignore_index, label_smoothing
+    )
+    return rows, a, keep, divisor
+
+
 def cross_entropy_ref(
     logits: np.ndarray,
     target: np.ndarray,
@@ -187,12 +198,7 @@ def cross_entropy_ref(
 ) -> np.ndarray:
     """PyTorch's ``cross_entropy`` (class axis ``axis``), but ignored samples are exactly 0
     and "mean" over nothing counted is 0."""
-    index_target = np.issubdtype(np.asarray(target).dtype, np.integer)
-    rows = _to_rows(logits, axis)
-    target = np.asarray(target) if index_target else _to_rows(target, axis)
-    a, keep, divisor = _class_coefficients(
-        rows.shape[1], target, index_target, weight, ignore_index, label_smoothing
-    )
+    rows, a, keep, divisor = _ce_rows(logits, target, axis, weight, ignore_index, label_smoothing)
     logp = log_softmax_ref(rows, (1,))
     with np.errstate(invalid="ignore"):
         terms = np.where(a != 0, a * logp, 0.0)
@@ -218,12 +224,7 @@ def cross_entropy_grad_ref(
     weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """``grad * d loss / d logits`` for `cross_entropy_ref`: ``softmax * sum(a) - a``."""
-    index_target = np.issubdtype(np.asarray(target).dtype, np.integer)
-    rows = _to_rows(logits, axis)
-    target = np.asarray(target) if index_target else _to_rows(target, axis)
-    a, keep, divisor = _class_coefficients(
-        rows.shape[1], target, index_target, weight, ignore_index, label_smoothing
-    )
+    rows, a, keep, divisor = _ce_rows(logits, target, axis, weight, ignore_index, label_smoothing)
     p = softmax_ref(rows, (1,))
     d = np.where(keep[:, None], p * a.sum(axis=1, keepdims=True) - a, 0.0)
     g = np.asarray(grad, np.float64)
