@@ -87,6 +87,8 @@ def run(
     _targets, not_run = select_targets(backends, device)  # fail fast, before pytest
     args = ["--pyargs", "softmax_dispatch.conformance", "-c", str(HERE / "pytest.ini")]
     args += ["--rootdir", str(HERE), "-q" if not quiet else "-qq", "-rf"]
+    # this command imported the package before pytest started: nothing to rewrite there
+    args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         args += ["-p", "softmax_dispatch.conformance.plugin"]
     for name in backends:
