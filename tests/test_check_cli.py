@@ -123,3 +123,13 @@ def test_backend_with_only_name_owns_and_namespace_is_checkable(tmp_path: Path):
     rows = json.loads(proc.stdout)["targets"]
     assert {r["device"] for r in rows} >= {"CPU_DEVICE", "device1", "device2"}
     assert all(r["failed"] == 0 and r["passed"] > 0 for r in rows)
+
+
+def test_check_runs_jax_on_two_virtual_devices():
+    pytest.importorskip("jax")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = _run("check", "--backend", "jax", "--json", "--", "-k", "rows_sum", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout)["targets"]
+    assert {r["device"] for r in rows} == {"cpu:0", "cpu:1"}
+    assert all(set(r["paths"]) == {"generic", "jit"} for r in rows)
