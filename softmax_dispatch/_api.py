@@ -10,6 +10,7 @@ from typing import Any
 import array_api_compat
 
 from ._dispatch import Resolved, resolve
+from ._ops import index_dtype_target
 from ._validate import (
     as_float,
     check_mask,
@@ -251,6 +252,7 @@ def _check_class_indices(
     ``jax.jit`` or Dask the kernel marks those samples NaN instead."""
     if array_api_compat.is_lazy_array(target) or is_empty(tuple(target.shape)):
         return
+    target = index_dtype_target(xp, target)  # no overflow comparing a uint8 with 300
     bad = (target < 0) | (target >= n_classes)
     if ignore_index is not None:
         bad = bad & (target != ignore_index)

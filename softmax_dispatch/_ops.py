@@ -166,6 +166,8 @@ def _class_weights(
     w = None if weight is None else xp.reshape(_up(xp, weight, dt), bshape)
     eps = label_smoothing
     if index_target:
+        # in the indexing dtype: an arange in a small target dtype (uint8) would wrap
+        target = index_dtype_target(xp, target)
         classes = xp.reshape(
             xp.arange(n_classes, dtype=target.dtype, device=_device(logits)), bshape
         )
@@ -193,6 +195,18 @@ def _class_weights(
             n_samples *= s
         denom = xp.asarray(float(n_samples), dtype=dt, device=_device(logits))
     return a, keep, bad, denom
+
+
+def index_dtype_target(xp: ModuleType, target: Array) -> Array:
+    """Class indices in the namespace's indexing dtype (int64, or int32 where 64-bit
+    integers are off), so comparisons with class counts and ``ignore_index`` never
+    overflow a small integer dtype."""
+    try:
+        info = xp.__array_namespace_info__()
+        idx = info.default_dtypes(device=_device(target))["indexing"]
+    except Exception:  # no inspection API: the widest the namespace surely has
+        idx = xp.int64
+    return target if target.dtype == idx else xp.astype(target, idx)
 
 
 def _safe_div(xp: ModuleType, num: Array, denom: Array) -> Array:
@@ -255,7 +269,7 @@ def cross_entropy_backward(
         xp, logits, target, axis, weight, ignore_index, label_smoothing, index_target
     )
     dx = p * xp.sum(a, axis=axis, keepdims=True) - a
-    if reduction == "none" and not isinstance(grad, float):
+    if reduction == "none" and not isinstance(grad, float) and grad.ndim:
         dx = dx * xp.expand_dims(_up(xp, grad, dx.dtype), axis=axis)
     else:
         dx = dx * (grad if isinstance(grad, float) else _up(xp, grad, dx.dtype))

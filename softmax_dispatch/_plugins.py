@@ -60,6 +60,8 @@ class _Registry:
     ranked: tuple[_Entry, ...] = ()
     #: Bumped on every change so that dispatch caches know to forget.
     generation: int = 0
+    #: Set last, once every entry point has been loaded: until then readers wait.
+    loaded: bool = False
 
 
 _registry = _Registry()
@@ -165,10 +167,10 @@ def _add(
 
 def _ensure_loaded() -> _Registry:
     reg = _registry
-    if reg.pm is not None:
+    if reg.loaded:
         return reg
-    with reg.lock:
-        if reg.pm is not None:
+    with reg.lock:  # other threads wait here until loading has finished
+        if reg.loaded or reg.pm is not None:  # loaded, or being loaded by this thread
             return reg
         strict = _strict()
         pm = pluggy.PluginManager(PROJECT)
@@ -195,6 +197,7 @@ def _ensure_loaded() -> _Registry:
             problems.extend(_add(reg, module, ep.name, dist, version))
         reg.failures.extend(problems)
         _rerank(reg)
+        reg.loaded = True
         if strict and problems:
             raise PluginError(
                 f"{len(problems)} plugin(s) failed to load ({STRICT_ENV}=1): "

@@ -3,6 +3,7 @@ gradient with respect to the forward's input."""
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from ._api import (
@@ -21,14 +22,23 @@ __all__ = ["LogSoftmax", "Softmax", "SoftmaxCrossEntropy"]
 
 
 def _check_axis(axis: Any, *, single: bool = False) -> Any:
-    ok_int = isinstance(axis, int) and not isinstance(axis, bool)
-    ok_tuple = isinstance(axis, tuple) and all(
-        isinstance(a, int) and not isinstance(a, bool) for a in axis
-    )
-    if ok_int or (not single and (axis is None or ok_tuple)):
-        return axis
+    """The axis as the functions take it: an int (NumPy integers too), or for the
+    normalizing layers also a tuple (or list) of ints, or None."""
+
+    def one(a: Any) -> int:
+        if isinstance(a, bool):
+            raise TypeError
+        return operator.index(a)
+
     want = "an int" if single else "an int, a tuple of ints or None"
-    raise TypeError(f"axis must be {want}, got {axis!r}")
+    try:
+        if not single and axis is None:
+            return None
+        if not single and isinstance(axis, (tuple, list)):
+            return tuple(one(a) for a in axis)
+        return one(axis)
+    except TypeError:
+        raise TypeError(f"axis must be {want}, got {axis!r}") from None
 
 
 class _Normalizer:
@@ -97,6 +107,9 @@ class LogSoftmax(_Normalizer):
 
 class SoftmaxCrossEntropy:
     """Softmax followed by cross-entropy, as one layer (see `softmax_cross_entropy`).
+
+    ``forward`` keeps references to ``logits`` and ``target`` for ``backward``: do not
+    modify them in place in between.
 
     Examples
     --------

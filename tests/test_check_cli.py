@@ -133,3 +133,9 @@ def test_check_runs_jax_on_two_virtual_devices():
     rows = json.loads(proc.stdout)["targets"]
     assert {r["device"] for r in rows} == {"cpu:0", "cpu:1"}
     assert all(set(r["paths"]) == {"generic", "jit"} for r in rows)
+
+
+def test_check_with_no_test_selected_is_a_failure():
+    proc = _run("check", "--backend", "numpy", "--", "-k", "zzz_no_such_test")
+    assert proc.returncode == 1
+    assert "no test ran" in proc.stderr

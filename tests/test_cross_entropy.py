@@ -534,3 +534,48 @@ def test_layer_rejects_bad_options_at_construction():
         sd.SoftmaxCrossEntropy(label_smoothing=1.5)
     with pytest.raises(TypeError, match="axis"):
         sd.SoftmaxCrossEntropy(axis=(0, 1))
+
+
+SMALL_INT_PATHS = ["fused", "generic"]
+
+
+def _ce_call(path, fn, *args, **kw):
+    from softmax_dispatch import _dispatch
+
+    if path == "generic":
+        with _dispatch.generic_kernels():
+            return fn(*args, **kw)
+    return fn(*args, **kw)
+
+
+@pytest.mark.parametrize("path", SMALL_INT_PATHS)
+def test_small_unsigned_target_dtype_with_many_classes(path):
+    """uint8 targets with 300 classes: no wraparound in the class range."""
+    x = np.zeros((2, 300))
+    x[0, 5] = 10.0
+    t8 = np.array([5, 7], dtype=np.uint8)
+    t64 = t8.astype(np.int64)
+    got = _ce_call(path, sd.softmax_cross_entropy, x, t8, reduction="none")
+    want = _ce_call(path, sd.softmax_cross_entropy, x, t64, reduction="none")
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    ref = -(x[[0, 1], [5, 7]] - np.log(np.exp(x).sum(1)))
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+    # and ignore_index outside the uint8 range is fine
+    _ce_call(path, sd.softmax_cross_entropy, x, t8, ignore_index=-100)
+
+
+@pytest.mark.parametrize("path", SMALL_INT_PATHS)
+def test_out_of_range_int8_target_names_the_value(path):
+    x = np.zeros((2, 200))
+    with pytest.raises(IndexError, match="class index -1"):
+        _ce_call(path, sd.softmax_cross_entropy, x, np.array([-1, 3], dtype=np.int8))
+
+
+@pytest.mark.parametrize("path", SMALL_INT_PATHS)
+def test_zero_d_grad_with_reduction_none(path):
+    x = np.zeros((3, 4))
+    t = np.array([0, 1, 2])
+    got = _ce_call(path, sd.softmax_cross_entropy_backward, x, t, np.asarray(2.0), reduction="none")
+    want = _ce_call(path, sd.softmax_cross_entropy_backward, x, t, 2.0, reduction="none")
+    np.testing.assert_allclose(got, want)
+    np.testing.assert_allclose(got, 2.0 * (0.25 - np.eye(4)[t]))

@@ -195,3 +195,31 @@ def test_resolution_is_cached_per_type(fresh_registry, monkeypatch):
         sd.softmax(np.zeros(3))
     assert calls == [np.ndarray]
     sd.unregister(handle)
+
+
+def test_first_use_from_many_threads_at_once():
+    """Plugins load once; threads arriving meanwhile wait instead of seeing an empty
+    registry (a fresh process, so that loading really happens under contention)."""
+    import subprocess
+    import sys
+
+    code = """
+import threading, numpy as np, softmax_dispatch as sd
+errors = []
+bar = threading.Barrier(32)
+def work():
+    bar.wait()
+    try:
+        sd.softmax(np.zeros((2, 3)))
+    except Exception as e:
+        errors.append(repr(e))
+ts = [threading.Thread(target=work) for _ in range(32)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(errors)
+"""
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        ).stdout
+        assert out.strip() == "[]"

@@ -203,3 +203,83 @@ def test_float16_rounding_matches_numpy_bit_for_bit():
     store(got, values)
     same = (got.view(np.uint16) == expected.view(np.uint16)) | (np.isnan(got) & np.isnan(expected))
     assert same.all(), f"{int((~same).sum())} values differ, e.g. {values[~same][:5]}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_out_partly_overlapping_the_input(dtype, op):
+    """``out`` one row further into the same buffer as ``x``: blocks written early must
+    not be read later as input."""
+    rows, n = 1000, 1000
+    x0 = np.random.default_rng(8).standard_normal((rows, n)).astype(dtype)
+    expected = getattr(sd, op)(x0)
+    buf = np.zeros((rows + 1) * n, dtype)
+    x = buf[: rows * n].reshape(rows, n)
+    x[...] = x0
+    out = buf[n:].reshape(rows, n)
+    assert getattr(sd, op)(x, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_backward_out_partly_overlapping_grad():
+    rng = np.random.default_rng(9)
+    y = sd.softmax(rng.standard_normal((800, 900)).astype(np.float32))
+    g0 = rng.standard_normal((800, 900)).astype(np.float32)
+    expected = sd.softmax_backward(g0, y)
+    buf = np.zeros(801 * 900, np.float32)
+    g = buf[: 800 * 900].reshape(800, 900)
+    g[...] = g0
+    out = buf[900:].reshape(800, 900)
+    sd.softmax_backward(g, y, out=out)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_float16_cross_entropy_gradient_scales_in_float32():
+    x = np.array([[0.0, 0.0], [1.0, -1.0]], np.float16)
+    t = np.array([0, 1])
+    got = sd.softmax_cross_entropy_backward(x, t, 1e5)
+    p = np.exp(x.astype(np.float64))
+    p /= p.sum(1, keepdims=True)
+    expected = (p - np.eye(2)[t]) * 1e5 / 2
+    assert got.dtype == np.float16 and np.isfinite(got).all()
+    np.testing.assert_allclose(got, expected, rtol=2e-3)
+
+
+def test_column_path_keeps_floating_point_errors_quiet():
+    x = np.zeros((300, 100))
+    x[:, 0] = -np.inf  # one column of only -inf: NaN by policy, not an exception
+    with np.errstate(all="raise"):
+        y = sd.softmax(x, axis=0)
+    assert np.isnan(y[:, 0]).all() and np.isfinite(y[:, 1:]).all()
+
+
+def test_growing_the_thread_pool_while_other_threads_use_it():
+    """Calls that need more threads than the pool has replace it; calls already holding
+    the old pool must still be able to submit to it."""
+    code = """
+import os, sys, threading
+os.environ["SOFTMAX_DISPATCH_NUM_THREADS"] = "16"
+sys.setswitchinterval(1e-6)
+import numpy as np, softmax_dispatch as sd
+errors = []
+for attempt in range(3):
+    xs = [np.ones((65 * k, 1000), np.float32) for k in range(2, 17)]
+    bar = threading.Barrier(len(xs))
+    def work(x):
+        bar.wait()
+        try:
+            sd.softmax(x)
+        except Exception as e:
+            errors.append(repr(e))
+    ts = [threading.Thread(target=work, args=(x,)) for x in xs]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+print(errors)
+"""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -40,6 +40,7 @@ def _to_half(src: np.ndarray, dst: np.ndarray) -> None:
     np.bitwise_and(a, 0x8000, out=a)
     np.bitwise_or(bits, a, out=bits)
     np.copyto(dst.view(np.uint16), bits.reshape(dst.shape), casting="unsafe")
+    # (``dst`` may be any layout; ``src`` was made contiguous above)
 
 
 #: Elements converted at a time: the integer temporaries stay small (~120 KiB).

@@ -82,11 +82,10 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _lock:
         if _pool is None or _pool_size < n:
-            old = _pool
+            # The old pool is not shut down: a call on another thread may be about to
+            # submit to it. Dropped here, it winds down once nobody refers to it.
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="softmax_dispatch")
             _pool_size = n
-            if old is not None:
-                old.shutdown(wait=False)
         return _pool
 
 

@@ -153,3 +153,26 @@ def test_out_of_range_class_index_is_an_error_or_nan(target):
             x,
             target.indices(np.array([0, -3, 1])),
         )
+
+
+def test_zero_d_grad_array_with_reduction_none(target, dtype):
+    x = target.asarray(logits((3, 4), seed=72), dtype)
+    t = target.indices(np.array([0, 1, 2]))
+    g0 = target.call(sd.softmax_cross_entropy_backward, x, t, 2.0, reduction="none")
+    g1 = target.call(
+        sd.softmax_cross_entropy_backward, x, t, target.asarray(2.0, dtype), reduction="none"
+    )
+    np.testing.assert_array_equal(target.to_numpy(g1), target.to_numpy(g0))
+
+
+def test_small_unsigned_target_dtype_with_many_classes(target):
+    xp = target.xp
+    if not hasattr(xp, "uint8"):
+        pytest.skip("namespace has no uint8")
+    host = np.zeros((2, 300))
+    host[0, 5] = 10.0
+    x = target.asarray(host)
+    t8 = target.asarray(np.array([5, 7], dtype=np.uint8), xp.uint8)
+    per = target.to_numpy(target.call(sd.softmax_cross_entropy, x, t8, reduction="none"))
+    expected = -(host[[0, 1], [5, 7]] - np.log(np.exp(host).sum(1)))
+    np.testing.assert_allclose(per, expected, rtol=1e-5, atol=1e-5)  # float32: ~eps * 10
