@@ -3,6 +3,7 @@ inputs, in every layout; threads; concurrency; memory."""
 
 from __future__ import annotations
 
+import os
 import threading
 import tracemalloc
 
@@ -150,12 +151,15 @@ def test_concurrent_calls_from_many_threads_are_correct():
     ("op", "axis"),
     [("softmax", -1), ("softmax", 0), ("log_softmax", -1), ("softmax_backward", -1)],
 )
-def test_peak_extra_memory_is_about_the_output(op, axis):
+def test_peak_extra_memory_is_about_the_output(monkeypatch, op, axis):
     """Only the output (and a few cache-sized blocks) is allocated: no input-sized
-    temporaries. tracemalloc sees NumPy's allocations, deterministically."""
+    temporaries. tracemalloc sees NumPy's allocations, deterministically. The pool of
+    large results is off, so the output is allocated here (not reused)."""
+    monkeypatch.setenv("SOFTMAX_DISPATCH_OUTPUT_CACHE_MB", "0")
     x = np.random.default_rng(5).standard_normal((2048, 4096)).astype(np.float32)
     args = (x, sd.softmax(x)) if "backward" in op else (x,)
     fn = getattr(sd, op)
+    fn(*args, axis)  # first use: plugin loading, imports, the thread pool
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     y = fn(*args, axis)
@@ -283,3 +287,72 @@ print(errors)
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def _hard_rows(n: int, dtype) -> dict[str, np.ndarray]:
+    """Rows exp(x) cannot take unshifted, each for a different reason."""
+    tiny_log = float(np.log(1 / np.finfo(dtype).tiny))
+    gone = float(np.log(np.finfo(dtype).smallest_subnormal)) - 5  # exp() of it is 0
+    return {
+        "exp(x) underflows, exp(x - max) does not": np.where(
+            np.arange(n) == 0, gone + 50, gone
+        ).astype(dtype),
+        "overflows": np.full(n, 3.0, dtype=dtype) + np.arange(n, dtype=dtype) % 7 * 100,
+        "all below -log(n)": np.linspace(-60, -40, n).astype(dtype),
+        "sum past 1/tiny": np.full(n, tiny_log - 0.5, dtype=dtype),
+        "NaN": np.where(np.arange(n) == 3, np.nan, 0.5).astype(dtype),
+        "+inf": np.where(np.arange(n) == 5, np.inf, 0.5).astype(dtype),
+        "all -inf": np.full(n, -np.inf, dtype=dtype),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reason", list(_hard_rows(8, np.float32)))
+@pytest.mark.parametrize("row", [0, 44, 95])  # first, a middle and the last block
+def test_exp_first_guess_falls_back_per_block(monkeypatch, dtype, reason, row):
+    """softmax tries exp(x) without the max pass and keeps it only when the row sums pass
+    `_sums_ok`; a row that needs the shift must come out as the shifted form computes it,
+    in whichever block it sits, whether or not earlier blocks guessed right."""
+    from softmax_dispatch_numpy import _kernels
+
+    n, rows = 1024, 96
+    monkeypatch.setattr(_kernels, "FORWARD_BLOCK_BYTES", 8 * n * np.dtype(dtype).itemsize)
+    x = (np.random.default_rng(11).standard_normal((rows, n)) * 3).astype(dtype)
+    x[row] = _hard_rows(n, dtype)[reason]
+    fused = sd.softmax(x, out=np.empty_like(x))
+    with _dispatch.generic_kernels():
+        generic = sd.softmax(x)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(fused, generic, rtol=tol, atol=1e-300, equal_nan=True)
+    ok = np.isfinite(x).all(axis=1)  # an independent float64 reference where defined
+    x64 = x[ok].astype(np.float64)
+    e = np.exp(x64 - x64.max(axis=1, keepdims=True))
+    ref = (e / e.sum(axis=1, keepdims=True)).astype(dtype)  # float32 underflows where it must
+    np.testing.assert_allclose(fused[ok], ref, rtol=tol, atol=np.finfo(dtype).tiny)
+
+
+def _softmax_in_child(x, queue) -> None:
+    queue.put(sd.softmax(x))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_computes_with_its_own_threads():
+    """A child forked after the parent's thread pool started (multiprocessing's default on
+    Linux before Python 3.14, PyTorch's DataLoader workers) has none of those threads: it
+    must start its own pool instead of waiting forever on the inherited one."""
+    import multiprocessing
+
+    x = np.random.default_rng(12).standard_normal((2048, 1024)).astype(np.float32)
+    expected = sd.softmax(x)  # the parent's pool is running now
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_softmax_in_child, args=(x, queue))
+    child.start()
+    try:
+        got = queue.get(timeout=60)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(got, expected)

@@ -2,7 +2,9 @@
 kernels (``_kernels``) that replace the generic ones for every op.
 
 Registered through the ``softmax_dispatch`` entry-point group, exactly as a third-party
-plugin would be. ``SOFTMAX_DISPATCH_NUM_THREADS`` sets the thread count.
+plugin would be. ``SOFTMAX_DISPATCH_NUM_THREADS`` sets the thread count;
+``SOFTMAX_DISPATCH_OUTPUT_CACHE_MB`` the pool that large results reuse (`_outputs`),
+which `empty_cache` empties and `cache_info` describes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from typing import Any
 from array_api_compat import is_numpy_array
 
 from softmax_dispatch import Backend, hookimpl
+
+from ._outputs import CacheInfo, cache_info, empty_cache
+
+__all__ = ["CacheInfo", "cache_info", "empty_cache", "softmax_dispatch_backends"]
 
 
 def _fused_kernels() -> dict[str, Any]:

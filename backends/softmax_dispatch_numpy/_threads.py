@@ -61,6 +61,19 @@ _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's threads: a pool inherited from it would
+    never run the blocks handed to it (and a lock held at the fork stays held). Start
+    over with a new lock and no pool."""
+    global _lock, _pool, _pool_size
+    _lock = threading.Lock()
+    _pool, _pool_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def num_threads() -> int:
     """Threads to use: ``SOFTMAX_DISPATCH_NUM_THREADS`` or the cores available."""
     raw = os.environ.get(ENV, "").strip()
