@@ -67,6 +67,23 @@ class _Registry:
 _registry = _Registry()
 
 
+def _after_fork_in_child() -> None:
+    """The child of a fork has only the forking thread: a lock another thread held at the
+    fork (while loading plugins, say) would stay held forever. Take a new lock, and load
+    again from the start if loading had not finished."""
+    reg = _registry
+    reg.lock = threading.RLock()
+    if not reg.loaded:
+        reg.pm, reg.ranked = None, ()
+        reg.entries.clear()
+        reg.failures.clear()
+        reg.generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _strict() -> bool:
     raw = os.environ.get(STRICT_ENV, "")
     if raw in ("", "0"):

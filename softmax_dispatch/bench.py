@@ -13,14 +13,14 @@ measured with tracemalloc (which sees NumPy's allocations) as a multiple of the 
 
 The NumPy backend hands out large results from a pool of earlier results the caller has
 dropped (``SOFTMAX_DISPATCH_OUTPUT_CACHE_MB``): "ours" is that default, which a loop like
-this one (and a training loop) gets; "ours fresh" turns the pool off for the call, what a
-first call pays for fresh pages. Peak memory is measured with the pool off too: what a
-call allocates when the pool has nothing for it.
+this one (and a training loop) gets; "ours fresh" allocates fresh memory for the call
+(``softmax_dispatch_numpy.no_output_cache()``), what a first call pays for fresh pages.
+Peak memory is measured that way too: what a call allocates when the pool has nothing
+for it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
@@ -28,7 +28,7 @@ import platform
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,28 +40,20 @@ __all__ = ["CASES", "Case", "main", "run_case"]
 
 #: Pause before each timed sample (see `run_case`).
 SETTLE_S = 0.02
-#: The NumPy backend's pool of large results (its size in MiB; 0 turns it off).
-POOL_ENV = "SOFTMAX_DISPATCH_OUTPUT_CACHE_MB"
 #: Cases with at least this many elements also time "ours fresh" and measure peak memory.
 LARGE = 1 << 20
 
 
-@contextlib.contextmanager
-def _pool_off() -> Iterator[None]:
-    old = os.environ.get(POOL_ENV)
-    os.environ[POOL_ENV] = "0"
+def _fresh(fn: Callable[[], Any]) -> Callable[[], Any] | None:
+    """``fn`` with the NumPy backend's pool of large results off for the call (None when
+    that backend is not the one installed here)."""
     try:
-        yield
-    finally:
-        if old is None:
-            del os.environ[POOL_ENV]
-        else:
-            os.environ[POOL_ENV] = old
+        from softmax_dispatch_numpy import no_output_cache
+    except ImportError:
+        return None
 
-
-def _fresh(fn: Callable[[], Any]) -> Callable[[], Any]:
     def call() -> Any:
-        with _pool_off():
+        with no_output_cache():
             return fn()
 
     return call
@@ -119,8 +111,9 @@ def _peers(case: Case, x: np.ndarray, g: np.ndarray, y: np.ndarray, threads: int
                 return z - np.log(np.exp(z).sum(axis=ax, keepdims=True))
 
         impls["textbook"] = textbook
-    if x.size >= LARGE:
-        impls["ours fresh"] = _fresh(impls["ours"])
+    fresh = _fresh(impls["ours"]) if x.size >= LARGE else None
+    if fresh is not None:
+        impls["ours fresh"] = fresh
     try:
         import scipy.special as ss
 
@@ -203,7 +196,7 @@ def run_case(case: Case, threads: int) -> Case:
     case.results = {k: statistics.median(v) for k, v in samples.items()}
     case.copy_ms = case.results.pop("copy")
     if x.size >= LARGE:
-        case.peak_ratio = _peak_ratio(impls["ours fresh"], x.nbytes)
+        case.peak_ratio = _peak_ratio(impls.get("ours fresh", impls["ours"]), x.nbytes)
     return case
 
 

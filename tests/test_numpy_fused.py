@@ -290,7 +290,7 @@ print(errors)
 
 
 def _hard_rows(n: int, dtype) -> dict[str, np.ndarray]:
-    """Rows exp(x) cannot take unshifted, each for a different reason."""
+    """Rows that softmax cannot take as exp(x) without the shift, each for its own reason."""
     tiny_log = float(np.log(1 / np.finfo(dtype).tiny))
     gone = float(np.log(np.finfo(dtype).smallest_subnormal)) - 5  # exp() of it is 0
     return {
@@ -298,7 +298,7 @@ def _hard_rows(n: int, dtype) -> dict[str, np.ndarray]:
             np.arange(n) == 0, gone + 50, gone
         ).astype(dtype),
         "overflows": np.full(n, 3.0, dtype=dtype) + np.arange(n, dtype=dtype) % 7 * 100,
-        "all below -log(n)": np.linspace(-60, -40, n).astype(dtype),
+        "max below 0": np.linspace(-60, -0.25, n).astype(dtype),
         "sum past 1/tiny": np.full(n, tiny_log - 0.5, dtype=dtype),
         "NaN": np.where(np.arange(n) == 3, np.nan, 0.5).astype(dtype),
         "+inf": np.where(np.arange(n) == 5, np.inf, 0.5).astype(dtype),
@@ -306,29 +306,51 @@ def _hard_rows(n: int, dtype) -> dict[str, np.ndarray]:
     }
 
 
+def _layouts():
+    """(name, rows, n, call) for each kernel path softmax takes; call(x2d) -> result where
+    row r of x2d is one softmax row (a column for the columns path)."""
+    yield "rows", 96, 1024, lambda x: sd.softmax(x)
+    yield "rows, out=", 96, 1024, lambda x: sd.softmax(x, out=np.empty_like(x))
+    yield "rows, in place", 96, 1024, lambda x: sd.softmax(x, out=x)
+    yield "rows, masked", 96, 1024, lambda x: sd.softmax(x, where=np.ones(x.shape, bool))
+    yield "columns", 96, 1024, lambda x: sd.softmax(np.ascontiguousarray(x.T), axis=0).T
+    yield "tiny", 12, 1000, lambda x: sd.softmax(x)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reason", list(_hard_rows(8, np.float32)))
-@pytest.mark.parametrize("row", [0, 44, 95])  # first, a middle and the last block
-def test_exp_first_guess_falls_back_per_block(monkeypatch, dtype, reason, row):
-    """softmax tries exp(x) without the max pass and keeps it only when the row sums pass
-    `_sums_ok`; a row that needs the shift must come out as the shifted form computes it,
-    in whichever block it sits, whether or not earlier blocks guessed right."""
+@pytest.mark.parametrize("layout", [name for name, *_ in _layouts()])
+def test_each_row_depends_on_that_row_alone(monkeypatch, dtype, reason, layout):
+    """softmax skips the max shift for a row only when that row allows it (`_shift`), so a
+    hard row next to ordinary ones changes nothing in them, in any block, any layout and
+    any thread count; and every row matches a float64 reference."""
     from softmax_dispatch_numpy import _kernels
 
-    n, rows = 1024, 96
+    _, rows, n, call = next(t for t in _layouts() if t[0] == layout)
     monkeypatch.setattr(_kernels, "FORWARD_BLOCK_BYTES", 8 * n * np.dtype(dtype).itemsize)
     x = (np.random.default_rng(11).standard_normal((rows, n)) * 3).astype(dtype)
-    x[row] = _hard_rows(n, dtype)[reason]
-    fused = sd.softmax(x, out=np.empty_like(x))
-    with _dispatch.generic_kernels():
-        generic = sd.softmax(x)
-    tol = TOL[dtype]
-    np.testing.assert_allclose(fused, generic, rtol=tol, atol=1e-300, equal_nan=True)
-    ok = np.isfinite(x).all(axis=1)  # an independent float64 reference where defined
-    x64 = x[ok].astype(np.float64)
-    e = np.exp(x64 - x64.max(axis=1, keepdims=True))
-    ref = (e / e.sum(axis=1, keepdims=True)).astype(dtype)  # float32 underflows where it must
-    np.testing.assert_allclose(fused[ok], ref, rtol=tol, atol=np.finfo(dtype).tiny)
+    clean = call(x.copy())
+    for row in (0, rows // 2, rows - 1):
+        for threads in ("1", "2"):
+            monkeypatch.setenv("SOFTMAX_DISPATCH_NUM_THREADS", threads)
+            xh = x.copy()
+            xh[row] = _hard_rows(n, dtype)[reason]
+            got = call(xh.copy())
+            others = np.arange(rows) != row
+            np.testing.assert_array_equal(got[others], clean[others])
+            with _dispatch.generic_kernels():
+                generic = sd.softmax(xh)
+            # the generic kernels always round x - max: a few ulp apart where we need not
+            np.testing.assert_allclose(
+                got, generic, rtol=4 * TOL[dtype], atol=1e-300, equal_nan=True
+            )
+            ok = np.isfinite(xh).all(axis=1)  # an independent float64 reference there
+            x64 = xh[ok].astype(np.float64)
+            e = np.exp(x64 - x64.max(axis=1, keepdims=True))
+            ref = (e / e.sum(axis=1, keepdims=True)).astype(dtype)  # float32 underflows
+            # column sums accumulate down the column (as NumPy's axis-0 sums do)
+            rtol = TOL[dtype] * (8 if layout == "columns" else 1)
+            np.testing.assert_allclose(got[ok], ref, rtol=rtol, atol=np.finfo(dtype).tiny)
 
 
 def _softmax_in_child(x, queue) -> None:

@@ -27,7 +27,8 @@ def _clean_pool(monkeypatch):
     sdn.empty_cache()
     yield
     gc.collect()
-    sdn.empty_cache()
+    if not _outputs._lock.locked():  # a test that failed with the lock held
+        sdn.empty_cache()
 
 
 def _x(seed: int = 0, shape=SHAPE) -> np.ndarray:
@@ -217,14 +218,104 @@ def test_empty_cache_releases_only_what_nobody_uses():
     _close(kept, _x(25))
 
 
-def test_bypass_allocates_fresh_memory():
+def test_no_output_cache_allocates_fresh_memory_and_keeps_the_pool():
     y = sd.softmax(_x(27))
     address = y.ctypes.data
     del y
-    with _outputs.bypass():
+    with sdn.no_output_cache():
         y2 = sd.softmax(_x(28))
     assert y2.ctypes.data != address
     assert sdn.cache_info().idle_bytes == NBYTES
+    _close(y2, _x(28))
+
+
+def test_a_finalizer_that_calls_the_library_does_not_deadlock():
+    """Released arrays die after the pool's lock is let go: their finalizers may call us."""
+    x = _x(29)
+    seen = []
+    y = sd.softmax(x)
+    weakref.finalize(y, lambda: seen.append((sd.softmax(x), sdn.cache_info(), sdn.empty_cache())))
+    del y
+    done = threading.Event()
+    result = []
+
+    def call():
+        result.append(sd.softmax(_x(30)))  # releases the watched array: runs the finalizer
+        done.set()
+
+    threading.Thread(target=call, daemon=True).start()
+    assert done.wait(60), "deadlocked"
+    assert len(seen) == 1
+    _close(seen[0][0], x)
+    _close(result[0], _x(30))
+
+
+def test_a_call_from_inside_the_pool_lock_allocates_as_usual():
+    """A finalizer the garbage collector runs while this thread holds the pool's lock."""
+    x = _x(31)
+    got: list = []
+
+    def inside():
+        with _outputs._lock:
+            _outputs._owner = threading.get_ident()
+            try:
+                got.append(sd.softmax(x))  # would wait forever on the lock
+                got.append(sdn.empty_cache())
+                got.append(sdn.cache_info())
+            finally:
+                _outputs._owner = None
+
+    t = threading.Thread(target=inside, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "deadlocked"
+    y, released, info = got
+    _close(y, x)
+    assert released == 0 and info.arrays >= 0
+    assert all(a is not y for a in _outputs._slots)
+
+
+@pytest.mark.parametrize("change", ["unaligned", "dtype metadata"])
+def test_what_a_caller_changed_on_a_dropped_result_does_not_come_back(change):
+    y = sd.softmax(_x(32))
+    address = y.ctypes.data
+    if change == "unaligned":
+        y.flags.aligned = False
+    else:
+        y.dtype = np.dtype(np.float32, metadata={"unit": "kg"})
+    del y
+    y2 = sd.softmax(_x(33))
+    assert y2.flags.aligned and y2.dtype.metadata is None
+    assert y2.ctypes.data != address or sdn.cache_info().arrays == 1
+    _close(y2, _x(33))
+
+
+def test_lowering_the_limit_at_run_time_releases_down_to_it(monkeypatch):
+    y1, y2 = sd.softmax(_x(34)), sd.softmax(_x(35))
+    del y1, y2
+    assert sdn.cache_info().idle_bytes == 2 * NBYTES
+    monkeypatch.setenv(_outputs.ENV, str(1.5 * NBYTES / 2**20))
+    sd.softmax(_x(36, (2048, 2048)))  # over the new limit itself: allocated as usual
+    info = sdn.cache_info()
+    assert info.bytes <= info.limit_bytes and info.arrays == 1
+    monkeypatch.setenv(_outputs.ENV, "0")
+    sd.softmax(_x(37))
+    assert sdn.cache_info() == (0, 0, 0, 0)
+
+
+def test_shapes_that_do_not_come_back_are_not_kept():
+    """A loop over ever new shapes keeps about AGE idle arrays, not the whole limit."""
+    for k in range(3 * _outputs.AGE):
+        sd.softmax(_x(k, (512 + 8 * k, 2048)))  # each 4 MiB and more, each shape new
+    info = sdn.cache_info()
+    assert info.arrays <= _outputs.AGE + 1
+    same = [sd.softmax(_x(50, (1024, 2048))) for _ in range(2)]
+    del same
+    for _ in range(3 * _outputs.AGE):  # shapes that do come back stay pooled
+        a = sd.softmax(_x(51))
+        address = a.ctypes.data
+        del a
+        assert sd.softmax(_x(51)).ctypes.data == address
 
 
 def test_many_threads_never_share_a_buffer():

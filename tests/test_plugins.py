@@ -245,3 +245,44 @@ def test_importing_and_using_numpy_never_imports_cupy_torch_or_jax():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def _softmax_sum_in_child(queue) -> None:
+    queue.put(float(sd.softmax(np.zeros((3, 4))).sum()))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_another_thread_loads_plugins_loads_them_itself():
+    """The registry's lock, held by a thread that does not exist in the child, must not
+    leave the child waiting forever; the child loads the plugins from the start."""
+    import multiprocessing
+    import threading
+
+    from softmax_dispatch import _plugins
+
+    _plugins._reset()
+    reg = _plugins._registry
+    holding, go_on = threading.Event(), threading.Event()
+
+    def loader_in_progress():
+        with reg.lock:  # as `_ensure_loaded` holds it while importing entry points
+            holding.set()
+            go_on.wait(120)
+
+    t = threading.Thread(target=loader_in_progress, daemon=True)
+    t.start()
+    assert holding.wait(30)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_softmax_sum_in_child, args=(queue,))
+    try:
+        child.start()
+        assert queue.get(timeout=60) == pytest.approx(3.0)
+    finally:
+        go_on.set()
+        t.join(30)
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    assert sd.softmax(np.zeros(2)).sum() == pytest.approx(1.0)  # the parent goes on too

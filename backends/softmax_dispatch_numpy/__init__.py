@@ -17,9 +17,15 @@ from array_api_compat import is_numpy_array
 
 from softmax_dispatch import Backend, hookimpl
 
-from ._outputs import CacheInfo, cache_info, empty_cache
+from ._outputs import CacheInfo, cache_info, empty_cache, no_output_cache
 
-__all__ = ["CacheInfo", "cache_info", "empty_cache", "softmax_dispatch_backends"]
+__all__ = [
+    "CacheInfo",
+    "cache_info",
+    "empty_cache",
+    "no_output_cache",
+    "softmax_dispatch_backends",
+]
 
 
 def _fused_kernels() -> dict[str, Any]:

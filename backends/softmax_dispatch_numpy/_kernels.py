@@ -61,26 +61,27 @@ def _lowest(dtype: np.dtype) -> float:
 
 
 #: Row sums up to 1 / finfo.tiny keep their reciprocals normal (full precision).
-_SUM_MAX = {np.dtype(t): float(1 / np.finfo(t).tiny) for t in (np.float32, np.float64)}
-_LOG_SUM_MAX = {t: math.log(v) for t, v in _SUM_MAX.items()}
+_LOG_SUM_MAX = {np.dtype(t): -math.log(np.finfo(t).tiny) for t in (np.float32, np.float64)}
 
 
-def _unshifted_ok(m: np.ndarray, dtype: np.dtype, n: int, log: bool) -> bool:
-    """Whether softmax may use exp(x) instead of exp(x - max) for rows whose maxima are
-    ``m``: every max in [0, log(1 / finfo.tiny) - log(n)] keeps every row sum in
-    [1, 1 / finfo.tiny] (see `_sums_ok`). NaN fails the test. Never for log_softmax,
-    whose shifted form keeps every result <= 0 exactly."""
-    if log or m.size == 0:
-        return False
-    return _all_between(m, 0.0, _LOG_SUM_MAX[dtype] - math.log(n))
+def _shift(m: np.ndarray, dtype: np.dtype, n: int) -> np.ndarray | None:
+    """What softmax subtracts from each row (or column) whose maximum is ``m``: nothing
+    (``None``) when every max is in [0, log(1 / finfo.tiny) - log(n)], else per row 0
+    where its max is in that range and the max where it is not.
 
-
-def _sums_ok(total: np.ndarray, dtype: np.dtype) -> bool:
-    """Row sums of exp(x) in [1, 1 / finfo.tiny]: nothing overflowed (every term is finite),
-    nothing underflowed that the shifted form exp(x - max) would keep (a result
-    exp(x) / sum <= exp(x) is below the smallest subnormal where exp(x) is), and each
-    reciprocal is a normal number, so scaling by it loses no precision. NaN fails."""
-    return _all_between(total, 1.0, _SUM_MAX[dtype])
+    In the range, exp(x) without the shift cannot overflow, every row sum lies in
+    [1, 1 / finfo.tiny] (so its reciprocal is a normal number), nothing underflows that
+    exp(x - max) would keep, and x is not rounded by a subtraction. ``x - 0`` is exactly
+    ``x``, so each row's result depends on that row alone — not on its neighbours in the
+    block or the batch. NaN maxima take the shift (and come out NaN). log_softmax always
+    shifts: ``x - max`` keeps every result <= 0 exactly.
+    """
+    hi = _LOG_SUM_MAX[dtype] - math.log(max(n, 1))
+    if m.size and _all_between(m, 0.0, hi):
+        return None
+    with np.errstate(invalid="ignore"):
+        keep = (m >= 0.0) & (m <= hi)
+    return np.where(keep, 0.0, m).astype(dtype, copy=False) if keep.any() else m
 
 
 #: Rows at least this long are summed in two stages (see `_row_sum`).
@@ -174,25 +175,10 @@ def _forward_block(
     log: bool,
     s1: np.ndarray,
     s2: np.ndarray,
-    guess: list[bool] | None = None,
 ) -> None:
     """softmax/log_softmax of a block of rows ``xb`` into ``yb`` (which may be ``xb``'s
-    memory); ``s1``, ``s2`` are block-sized scratch in the compute dtype.
-
-    ``guess`` (softmax only, ``yb`` apart from ``xb``, no mask, no float16) is a flag shared
-    by the blocks of one call: while it holds, a block tries exp(x) first, without the max
-    pass, and keeps the result when `_sums_ok` accepts its row sums. A block whose rows
-    need the shift clears the flag, so the other blocks of this input go straight to the
-    max: one wasted exp pass per thread at most.
-    """
+    memory); ``s1``, ``s2`` are block-sized scratch in the compute dtype."""
     k = len(xb)
-    if guess is not None and guess[0]:
-        np.exp(xb, out=yb)
-        total = _row_sum(yb)
-        if _sums_ok(total, yb.dtype):
-            np.multiply(yb, np.reciprocal(total, out=total), out=yb)
-            return
-        guess[0] = False
     half = yb.dtype.itemsize < 4  # float16: stage in float32 scratch
     if half:  # float16 in and out: compute in float32 scratch
         work = src = s1[:k]
@@ -210,27 +196,26 @@ def _forward_block(
     ct = work.dtype
     m = np.maximum.reduce(src, axis=1, keepdims=True, initial=_lowest(ct))
     valid = None if mb is None else np.logical_or.reduce(mb, axis=1, keepdims=True)
-    if _unshifted_ok(m, ct, src.shape[1], log):
-        # exp(x) directly: one pass fewer, and no rounding of x - max
-        np.exp(src, out=work)
-        total = _row_sum(work)
-        np.multiply(work, np.reciprocal(total, out=total), out=work)
-    else:
+    if log:
         np.subtract(src, m, out=work)
-        if log:
-            e = s2[:k]
-            np.exp(work, out=e)
-            lse = np.log(_row_sum(e))
-            if valid is not None:
-                lse[~valid] = 0.0
-            np.subtract(work, lse, out=work)
+        e = s2[:k]
+        np.exp(work, out=e)
+        lse = np.log(_row_sum(e))
+        if valid is not None:
+            lse[~valid] = 0.0
+        np.subtract(work, lse, out=work)
+    else:
+        shift = _shift(m, ct, src.shape[1])
+        if shift is None:  # exp(x) directly: one pass fewer
+            np.exp(src, out=work)
         else:
+            np.subtract(src, shift, out=work)
             np.exp(work, out=work)
-            total = _row_sum(work)
-            if valid is not None:
-                total[~valid] = 1.0
-            # one reciprocal per row, then a multiply: cheaper than dividing every element
-            np.multiply(work, np.reciprocal(total, out=total), out=work)
+        total = _row_sum(work)
+        if valid is not None:
+            total[~valid] = 1.0
+        # one reciprocal per row, then a multiply: cheaper than dividing every element
+        np.multiply(work, np.reciprocal(total, out=total), out=work)
     if half:
         store(yb, work)
 
@@ -252,14 +237,10 @@ def _forward_rows(x2: np.ndarray, y2: np.ndarray, m2: np.ndarray | None, log: bo
         s2 = np.empty(shape, dtype=ct) if log else None
         return s1, s2
 
-    # exp(x) first, checked afterwards (see `_forward_block`): needs x intact after the exp
-    plain = not log and not staged and not np.may_share_memory(x2, y2)
-    guess = [True] if plain else None
-
     def block(b: int, bufs: tuple[np.ndarray | None, np.ndarray | None]) -> None:
         lo, hi = b * per, min(rows, (b + 1) * per)
         mb = None if m2 is None else m2[lo:hi]
-        _forward_block(x2[lo:hi], y2[lo:hi], mb, log, *bufs, guess)
+        _forward_block(x2[lo:hi], y2[lo:hi], mb, log, *bufs)
 
     run_blocks(block, -(-rows // per), x2.nbytes, scratch)
 
@@ -361,14 +342,14 @@ def _columns_passes(x3: np.ndarray, y3: np.ndarray, log: bool) -> None:
         return np.maximum.reduce(x3[:, lo:hi], axis=1, initial=_lowest(dt))
 
     m = np.maximum.reduce(np.stack(each(col_max)), axis=0)[:, None, :]
-    unshifted = _unshifted_ok(m, dt, n, log)
+    shift = m if log else _shift(m, dt, n)  # per column, as `_shift` says for rows
 
     def col_sum(lo, hi, scratch):
         blk = scratch[:, : hi - lo] if log else y3[:, lo:hi]
-        if unshifted:
+        if shift is None:
             np.exp(x3[:, lo:hi], out=blk)
         else:
-            np.subtract(x3[:, lo:hi], m, out=blk)
+            np.subtract(x3[:, lo:hi], shift, out=blk)
             np.exp(blk, out=blk)
         return np.add.reduce(blk, axis=1)
 
@@ -377,7 +358,7 @@ def _columns_passes(x3: np.ndarray, y3: np.ndarray, log: bool) -> None:
     parts = each(col_sum, lambda: np.empty((p_count, per, q), dtype=dt) if log else None)
     total = np.add.reduce(np.stack(parts), axis=0)[:, None, :]
     if log:
-        lse = np.log(total) if unshifted else np.log(total) + m
+        lse = np.log(total) + m
 
         def finish(lo, hi, _):
             np.subtract(x3[:, lo:hi], lse, out=y3[:, lo:hi])
@@ -431,11 +412,11 @@ def _small_forward(x: np.ndarray, axes, where, out, log: bool) -> np.ndarray:
 
 def _tiny_forward(x: np.ndarray, axis: int, log: bool, out: np.ndarray | None) -> np.ndarray:
     """The common small case (one axis, float32/64, no mask), where call overhead is most
-    of the cost. softmax tries exp(x) first, without the max: when every row sum lands in
-    [1, finfo.max] nothing overflowed and nothing was lost to underflow that the shifted
-    form would keep, and the result is as accurate (x is not rounded by a subtraction).
-    Otherwise, and always for log_softmax (x - max keeps every result <= 0 exactly), the
-    shifted form."""
+    of the cost. softmax tries exp(x) first, without the max: a row whose sum lands in
+    [1, finfo.max] overflowed nowhere and lost nothing to underflow that the shifted form
+    would keep, and its result is as accurate (x is not rounded by a subtraction). Other
+    rows, and every row of log_softmax (x - max keeps every result <= 0 exactly), take
+    the shifted form — chosen row by row, so no row's result depends on another's."""
     token = quiet()
     try:
         if not log:
@@ -449,7 +430,11 @@ def _tiny_forward(x: np.ndarray, axis: int, log: bool, out: np.ndarray | None) -
             lse = np.log(np.add.reduce(np.exp(z), axis=axis, keepdims=True))
             return _to(np.subtract(z, lse, out=z), out)
         np.exp(z, out=z)
-        return _to(np.divide(z, np.add.reduce(z, axis=axis, keepdims=True), out=z), out)
+        y = np.divide(z, np.add.reduce(z, axis=axis, keepdims=True), out=z)
+        keep = (total >= 1.0) & (total <= _MAX[x.dtype])  # rows that passed: as above
+        if keep.any():
+            y = np.where(keep, np.divide(e, total, out=e), y)
+        return _to(y, out)
     finally:
         unquiet(token)
 

@@ -19,7 +19,13 @@ blocks; this module does it for the NumPy backend's own large results:
   referrer).
 * At most ``SOFTMAX_DISPATCH_OUTPUT_CACHE_MB`` MiB (default `DEFAULT_MB`) is pooled,
   results in use included; beyond that, results are allocated as usual. ``0`` turns the
-  pool off. `empty_cache` releases every pooled array nobody else refers to.
+  pool off (and releases what it holds at the next large call); a lower limit releases
+  down to it. An idle array not handed out during the last `AGE` pooled allocations is
+  released at the next miss, so results of shapes that do not come back are not kept.
+  `empty_cache` releases every pooled array nobody else refers to.
+* Arrays are released after the pool's lock is let go, so a weakref callback or
+  finalizer they trigger may call into the library; a call made while this thread holds
+  the lock (a finalizer run by the garbage collector in there) allocates as usual.
 """
 
 from __future__ import annotations
@@ -37,15 +43,16 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "AGE",
     "DEFAULT_MB",
     "ENV",
     "MIN_BYTES",
     "CacheInfo",
-    "bypass",
     "cache_info",
     "empty",
     "empty_cache",
     "limit_bytes",
+    "no_output_cache",
 ]
 
 ENV = "SOFTMAX_DISPATCH_OUTPUT_CACHE_MB"
@@ -53,18 +60,26 @@ ENV = "SOFTMAX_DISPATCH_OUTPUT_CACHE_MB"
 DEFAULT_MB = 256
 #: Smaller results come from malloc's heap, which already reuses memory.
 MIN_BYTES = 4 << 20
+#: An idle array not handed out during this many pooled allocations goes at the next miss.
+AGE = 8
 
 _lock = threading.Lock()
+_owner: int | None = None  # the thread holding _lock
 # Slot 0 holds a probe that nothing else refers to: its reference count, read through the
 # same code as every other slot's, is what "only the pool refers to it" reads as on this
 # interpreter (whatever temporaries a given CPython version keeps while calling).
 _slots: list[np.ndarray] = [np.empty(0)]
-_bypass: ContextVar[bool] = ContextVar("softmax_dispatch_numpy_bypass_pool", default=False)
+_used: list[int] = [0]  # per slot: the allocation count when it was last handed out
+_clock = 0
+_off: ContextVar[bool] = ContextVar("softmax_dispatch_numpy_no_output_cache", default=False)
 
 
 def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()  # one held by another thread at the fork would stay held
+    """A child has none of the parent's threads: arrays they were using would look in use
+    forever. Start with an empty pool and a lock nobody holds."""
+    global _lock, _owner
+    _lock, _owner = threading.Lock(), None
+    del _slots[1:], _used[1:]
 
 
 if hasattr(os, "register_at_fork"):
@@ -100,56 +115,86 @@ def _refs(i: int) -> int:
 
 
 def _idle(i: int) -> bool:
-    """Nothing but the pool refers to slot ``i`` (call with the lock held)."""
-    return _refs(i) == _refs(0)
+    """Nothing but the pool refers to slot ``i``, not even a weak reference (call with the
+    lock held). Weak references are counted before and after the reference count: one
+    that existed could have been turned into a strong reference in between."""
+    if weakref.getweakrefcount(_slots[i]):
+        return False
+    return _refs(i) == _refs(0) and not weakref.getweakrefcount(_slots[i])
 
 
-def _release_idle(keep: int) -> int:
+def _drop(i: int, dropped: list[np.ndarray]) -> None:
+    """Take slot ``i`` out of the pool; the array goes to ``dropped``, to be released once
+    the lock is let go."""
+    dropped.append(_slots.pop(i))
+    del _used[i]
+
+
+def _held() -> int:
+    return sum(a.nbytes for a in _slots[1:])
+
+
+def _release(keep: int, dropped: list[np.ndarray], older_than: int | None = None) -> None:
     """Drop idle arrays, least recently used first, until at most ``keep`` bytes are
-    pooled; returns the bytes released. Call with the lock held."""
-    held = sum(a.nbytes for a in _slots[1:])
-    released = 0
+    pooled, and (``older_than``) every idle array last handed out before that count; also
+    arrays watched by weak references and nobody else (let them die as expected)."""
+    held = _held()
     i = 1
-    while i < len(_slots) and held > keep:
-        if _idle(i):
-            n = _slots.pop(i).nbytes
-            held -= n
-            released += n
+    while i < len(_slots):
+        watched = weakref.getweakrefcount(_slots[i]) and _refs(i) == _refs(0)
+        stale = older_than is not None and _used[i] < older_than
+        if watched or ((held > keep or stale) and _idle(i)):
+            held -= _slots[i].nbytes
+            _drop(i, dropped)
         else:
             i += 1
-    return released
+
+
+def _fits(a: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """An idle array can stand for a new ``np.empty(shape, dtype)``: nothing a caller could
+    have changed on it (shape, dtype and its metadata, alignment) differs."""
+    return (
+        a.shape == shape
+        and a.dtype == dtype
+        and a.dtype.metadata is None
+        and a.flags.c_contiguous
+        and a.flags.aligned
+    )
 
 
 def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """``np.empty(shape, dtype)``, C-contiguous, from the pool where it can be."""
+    global _clock, _owner
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < MIN_BYTES or _bypass.get():
+    me = threading.get_ident()
+    if nbytes < MIN_BYTES or _off.get() or _owner == me:
         return np.empty(shape, dtype=dtype)
     limit = limit_bytes()
-    if nbytes > limit:
-        return np.empty(shape, dtype=dtype)
+    dropped: list[np.ndarray] = []  # released after the lock (their finalizers may call us)
     with _lock:
-        i = 1
-        while i < len(_slots):
-            if not _idle(i):
-                i += 1
-                continue
-            a = _slots[i]
-            if weakref.getweakrefcount(a):  # watched: let it die as the watcher expects
-                del _slots[i], a
-                continue
-            if a.shape == shape and a.dtype == dtype and a.flags.c_contiguous:
-                _slots.append(_slots.pop(i))  # most recently used last
-                a.flags.writeable = True
-                return a
-            del a
-            i += 1
-        _release_idle(limit - nbytes)
-        a = np.empty(shape, dtype=dtype)
-        if sum(s.nbytes for s in _slots[1:]) + nbytes <= limit:
-            _slots.append(a)
-        return a
+        _owner = me
+        try:
+            if nbytes > limit:
+                _release(limit, dropped)
+                return np.empty(shape, dtype=dtype)
+            _clock += 1
+            for i in range(len(_slots) - 1, 0, -1):  # the most recently used first: warm
+                if _idle(i) and _fits(_slots[i], shape, dtype):
+                    _slots.append(_slots.pop(i))  # most recently used last
+                    _used.pop(i)
+                    _used.append(_clock)
+                    a = _slots[-1]
+                    a.flags.writeable = True
+                    return a
+            _release(limit - nbytes, dropped, older_than=_clock - AGE)
+            a = np.empty(shape, dtype=dtype)
+            if _held() + nbytes <= limit:
+                _slots.append(a)
+                _used.append(_clock)
+            return a
+        finally:
+            _owner = None
 
 
 def empty_cache() -> int:
@@ -163,24 +208,47 @@ def empty_cache() -> int:
     >>> sdn.cache_info().idle_bytes
     0
     """
+    global _owner
+    if _owner == threading.get_ident():
+        return 0
+    dropped: list[np.ndarray] = []
     with _lock:
-        return _release_idle(0)
+        _owner = threading.get_ident()
+        try:
+            _release(0, dropped)
+        finally:
+            _owner = None
+    return sum(a.nbytes for a in dropped)
 
 
 def cache_info() -> CacheInfo:
     """What the pool holds now (see `CacheInfo`)."""
+    global _owner
+    if _owner == threading.get_ident():  # from a finalizer run inside the pool: no lock
+        return CacheInfo(len(_slots) - 1, _held(), 0, limit_bytes())
     with _lock:
-        held = sum(a.nbytes for a in _slots[1:])
-        idle = sum(_slots[i].nbytes for i in range(1, len(_slots)) if _idle(i))
-        return CacheInfo(len(_slots) - 1, held, idle, limit_bytes())
+        _owner = threading.get_ident()
+        try:
+            idle = sum(_slots[i].nbytes for i in range(1, len(_slots)) if _idle(i))
+            return CacheInfo(len(_slots) - 1, _held(), idle, limit_bytes())
+        finally:
+            _owner = None
 
 
 @contextlib.contextmanager
-def bypass() -> Iterator[None]:
-    """Allocate fresh memory for every result inside the block (this thread or task): what
-    a first call costs. Used by ``softmax-dispatch bench`` to show both."""
-    token = _bypass.set(True)
+def no_output_cache() -> Iterator[None]:
+    """Allocate fresh memory for every result inside the block (this thread or asyncio
+    task), leaving the pool as it is: what a first call costs. ``softmax-dispatch bench``
+    times "ours fresh" this way.
+
+    >>> import numpy as np, softmax_dispatch as sd, softmax_dispatch_numpy as sdn
+    >>> with sdn.no_output_cache():
+    ...     y = sd.softmax(np.zeros((1024, 2048), dtype=np.float32))
+    >>> sum(a is y for a in sdn._outputs._slots)
+    0
+    """
+    token = _off.set(True)
     try:
         yield
     finally:
-        _bypass.reset(token)
+        _off.reset(token)
