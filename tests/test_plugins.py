@@ -253,6 +253,7 @@ def _softmax_sum_in_child(queue) -> None:
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:os.fork.. was called:RuntimeWarning")
 def test_a_child_forked_while_another_thread_loads_plugins_loads_them_itself():
     """The registry's lock, held by a thread that does not exist in the child, must not
     leave the child waiting forever; the child loads the plugins from the start."""

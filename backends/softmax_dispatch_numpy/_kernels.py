@@ -60,8 +60,17 @@ def _lowest(dtype: np.dtype) -> float:
     return _LOWEST[dtype]
 
 
-#: Row sums up to 1 / finfo.tiny keep their reciprocals normal (full precision).
-_LOG_SUM_MAX = {np.dtype(t): -math.log(np.finfo(t).tiny) for t in (np.float32, np.float64)}
+#: softmax takes a row as exp(x) / sum, without subtracting its max, when that sum lies in
+#: [_SUM_MIN, _SUM_MAX]: nothing overflowed (every term is finite); a term exp(x) that
+#: underflowed would give a result exp(x) / sum <= 2 exp(x), itself below float
+#: resolution (at most 1 ulp off where it reaches the smallest normal); and the sum's
+#: reciprocal is a normal number, so scaling by it loses nothing. x is not rounded by a
+#: subtraction, so such a row is as accurate as the shifted form or more. Other rows —
+#: NaN, +inf, all -inf, maxima far below 0 or above ~log(1/tiny) - log(n) — take
+#: exp(x - max) / sum. The choice is made row by row: no row depends on another.
+_SUM_MIN = 0.5
+_SUM_MAX = {np.dtype(t): float(1 / np.finfo(t).tiny) for t in (np.float32, np.float64)}
+_LOG_SUM_MAX = {t: math.log(v) for t, v in _SUM_MAX.items()}
 
 
 def _shift(m: np.ndarray, dtype: np.dtype, n: int) -> np.ndarray | None:
@@ -175,9 +184,10 @@ def _forward_block(
     log: bool,
     s1: np.ndarray,
     s2: np.ndarray,
+    inplace: bool = False,
 ) -> None:
-    """softmax/log_softmax of a block of rows ``xb`` into ``yb`` (which may be ``xb``'s
-    memory); ``s1``, ``s2`` are block-sized scratch in the compute dtype."""
+    """softmax/log_softmax of a block of rows ``xb`` into ``yb`` (which is ``xb``'s memory
+    when ``inplace``); ``s1``, ``s2`` are block-sized scratch in the compute dtype."""
     k = len(xb)
     half = yb.dtype.itemsize < 4  # float16: stage in float32 scratch
     if half:  # float16 in and out: compute in float32 scratch
@@ -194,9 +204,9 @@ def _forward_block(
             src.fill(-np.inf)
             np.copyto(src, xb, where=mb)
     ct = work.dtype
-    m = np.maximum.reduce(src, axis=1, keepdims=True, initial=_lowest(ct))
     valid = None if mb is None else np.logical_or.reduce(mb, axis=1, keepdims=True)
     if log:
+        m = np.maximum.reduce(src, axis=1, keepdims=True, initial=_lowest(ct))
         np.subtract(src, m, out=work)
         e = s2[:k]
         np.exp(work, out=e)
@@ -205,42 +215,66 @@ def _forward_block(
             lse[~valid] = 0.0
         np.subtract(work, lse, out=work)
     else:
-        shift = _shift(m, ct, src.shape[1])
-        if shift is None:  # exp(x) directly: one pass fewer
-            np.exp(src, out=work)
+        # exp(x) first, into memory that is not src's: rows it does not suit redo from src
+        e = s2[:k] if half or (inplace and mb is None) else work
+        np.exp(src, out=e)
+        total = _row_sum(e)
+        if _all_between(total, _SUM_MIN, _SUM_MAX[ct]):
+            # one reciprocal per row, then a multiply: cheaper than dividing every element
+            np.multiply(e, np.reciprocal(total, out=total), out=work)
         else:
-            np.subtract(src, shift, out=work)
-            np.exp(work, out=work)
-        total = _row_sum(work)
-        if valid is not None:
-            total[~valid] = 1.0
-        # one reciprocal per row, then a multiply: cheaper than dividing every element
-        np.multiply(work, np.reciprocal(total, out=total), out=work)
+            _mixed_rows(src, e, work, total, valid)
     if half:
         store(yb, work)
+
+
+def _mixed_rows(
+    src: np.ndarray, e: np.ndarray, work: np.ndarray, total: np.ndarray, valid: np.ndarray | None
+) -> None:
+    """softmax of a block where some rows' sums of exp(x) (``total``, with ``e = exp(src)``)
+    are outside [_SUM_MIN, _SUM_MAX]: those rows as exp(x - max) / sum, from ``src``; the
+    others scaled as usual. Results go to ``work`` (which may be ``src``)."""
+    ct = work.dtype
+    keep = (total >= _SUM_MIN) & (total <= _SUM_MAX[ct])  # NaN: False
+    bad = np.flatnonzero(~keep[:, 0])
+    z = src[bad]  # a copy: work may be src
+    m = np.maximum.reduce(z, axis=1, keepdims=True, initial=_lowest(ct))
+    np.subtract(z, m, out=z)
+    np.exp(z, out=z)
+    t = _row_sum(z)
+    if valid is not None:
+        t[~valid[bad]] = 1.0  # nothing unmasked: zeros
+    np.multiply(z, np.reciprocal(t, out=t), out=z)
+    np.multiply(e, np.reciprocal(total, out=total), out=work)
+    work[bad] = z
 
 
 def _forward_rows(x2: np.ndarray, y2: np.ndarray, m2: np.ndarray | None, log: bool) -> None:
     rows, n = x2.shape
     ct = _compute_dtype(x2.dtype)
-    if ct == x2.dtype:
-        per = _rows_per_block(n, ct.itemsize, FORWARD_BLOCK_BYTES)
-    else:  # float16 is staged in float32 scratch: smaller blocks keep that scratch small
+    inplace = np.may_share_memory(x2, y2)
+    # scratch for exp(x) where it cannot go straight into y (see `_forward_block`)
+    exp_scratch = log or x2.dtype != ct or (inplace and m2 is None)
+    if x2.dtype != ct:  # float16 is staged in float32 scratch: smaller blocks keep it small
         per = _rows_per_block(n, ct.itemsize * 4)
+    elif exp_scratch and not log:  # in place: half-size blocks keep the scratch small
+        per = _rows_per_block(n, ct.itemsize)
+    else:
+        per = _rows_per_block(n, ct.itemsize, FORWARD_BLOCK_BYTES)
 
     staged = m2 is not None or x2.dtype != ct
 
     def scratch() -> tuple[np.ndarray | None, np.ndarray | None]:
-        # only where needed: masked or float16 staging (s1), log's exp (s2)
+        # only where needed: masked or float16 staging (s1), exp(x) (s2)
         shape = (min(per, rows), n)
         s1 = np.empty(shape, dtype=ct) if staged else None
-        s2 = np.empty(shape, dtype=ct) if log else None
+        s2 = np.empty(shape, dtype=ct) if exp_scratch else None
         return s1, s2
 
     def block(b: int, bufs: tuple[np.ndarray | None, np.ndarray | None]) -> None:
         lo, hi = b * per, min(rows, (b + 1) * per)
         mb = None if m2 is None else m2[lo:hi]
-        _forward_block(x2[lo:hi], y2[lo:hi], mb, log, *bufs)
+        _forward_block(x2[lo:hi], y2[lo:hi], mb, log, *bufs, inplace)
 
     run_blocks(block, -(-rows // per), x2.nbytes, scratch)
 
@@ -412,17 +446,15 @@ def _small_forward(x: np.ndarray, axes, where, out, log: bool) -> np.ndarray:
 
 def _tiny_forward(x: np.ndarray, axis: int, log: bool, out: np.ndarray | None) -> np.ndarray:
     """The common small case (one axis, float32/64, no mask), where call overhead is most
-    of the cost. softmax tries exp(x) first, without the max: a row whose sum lands in
-    [1, finfo.max] overflowed nowhere and lost nothing to underflow that the shifted form
-    would keep, and its result is as accurate (x is not rounded by a subtraction). Other
-    rows, and every row of log_softmax (x - max keeps every result <= 0 exactly), take
-    the shifted form — chosen row by row, so no row's result depends on another's."""
+    of the cost. softmax tries exp(x) first, without the max, and keeps it for the rows
+    whose sums are in [_SUM_MIN, _SUM_MAX] (see there); other rows, and every row of
+    log_softmax (x - max keeps every result <= 0 exactly), take the shifted form."""
     token = quiet()
     try:
         if not log:
             e = np.exp(x)
             total = np.add.reduce(e, axis=axis, keepdims=True)
-            if _all_between(total, 1.0, _MAX[x.dtype]):
+            if _all_between(total, _SUM_MIN, _SUM_MAX[x.dtype]):
                 return _to(np.divide(e, total, out=e), out)
         m = np.maximum.reduce(x, axis=axis, keepdims=True, initial=_LOWEST[x.dtype])
         z = np.subtract(x, m)
@@ -431,7 +463,7 @@ def _tiny_forward(x: np.ndarray, axis: int, log: bool, out: np.ndarray | None) -
             return _to(np.subtract(z, lse, out=z), out)
         np.exp(z, out=z)
         y = np.divide(z, np.add.reduce(z, axis=axis, keepdims=True), out=z)
-        keep = (total >= 1.0) & (total <= _MAX[x.dtype])  # rows that passed: as above
+        keep = (total >= _SUM_MIN) & (total <= _SUM_MAX[x.dtype])  # rows that passed
         if keep.any():
             y = np.where(keep, np.divide(e, total, out=e), y)
         return _to(y, out)
@@ -454,9 +486,6 @@ def _to(y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         return y
     np.copyto(out, y)
     return out
-
-
-_MAX = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}
 
 
 def _partial_overlap(out: np.ndarray | None, *inputs: np.ndarray) -> bool:
