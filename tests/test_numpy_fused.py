@@ -391,3 +391,33 @@ def test_a_forked_child_computes_with_its_own_threads():
         if child.is_alive():
             child.kill()
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("shape", [(6, 50), (300, 400)])  # the small and the blocked kernels
+def test_the_other_byte_order_gives_the_same_numbers_in_its_own_dtype(shape):
+    """A big-endian float32 is float32: the same bits as the native array, in its dtype."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal(shape).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    t = rng.integers(0, shape[1], shape[0])
+    xs, gs = (a.astype(a.dtype.newbyteorder()) for a in (x, g))
+    y, ys = sd.softmax(x), sd.softmax(xs)
+    cases = [
+        (y, ys),
+        (sd.log_softmax(x), sd.log_softmax(xs)),
+        (sd.softmax_backward(g, y), sd.softmax_backward(gs, ys)),
+        (
+            sd.log_softmax_backward(g, sd.log_softmax(x)),
+            sd.log_softmax_backward(gs, sd.log_softmax(xs)),
+        ),
+        (sd.softmax_cross_entropy(x, t), sd.softmax_cross_entropy(xs, t)),
+        (sd.softmax_cross_entropy_backward(x, t), sd.softmax_cross_entropy_backward(xs, t)),
+    ]
+    for native, other in cases:
+        assert other.dtype == xs.dtype
+        np.testing.assert_array_equal(other, native)
+    out = np.empty_like(xs)
+    assert sd.softmax(xs, out=out) is out
+    np.testing.assert_array_equal(out, y)
+    assert sd.softmax(xs, out=xs) is xs  # in place
+    np.testing.assert_array_equal(xs, y)

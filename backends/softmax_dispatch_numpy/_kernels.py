@@ -537,13 +537,34 @@ def _forward(x: np.ndarray, axes, where, out, log: bool) -> np.ndarray:
     return _put_back(y2, x, perm, out)
 
 
+def _foreign(*arrays: np.ndarray | None) -> bool:
+    """Any of ``arrays`` in the other byte order (a big-endian float32, say)."""
+    return any(a is not None and not a.dtype.isnative for a in arrays)
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
+def _in_order(result: np.ndarray, dtype: np.dtype, out: np.ndarray | None) -> np.ndarray:
+    """A result computed in native byte order, as ``dtype`` (or into ``out``)."""
+    if out is not None:
+        np.copyto(out, result)
+        return out
+    return result.astype(dtype, copy=False)
+
+
 def softmax(xp: Any, x: np.ndarray, axes, where=None, out=None) -> np.ndarray:
     """Fused softmax (see the module docstring for the layouts)."""
+    if not x.dtype.isnative or (out is not None and not out.dtype.isnative):
+        return _in_order(_forward(_native(x), axes, where, None, False), x.dtype, out)
     return _forward(x, axes, where, out, log=False)
 
 
 def log_softmax(xp: Any, x: np.ndarray, axes, where=None, out=None) -> np.ndarray:
     """Fused log_softmax."""
+    if not x.dtype.isnative or (out is not None and not out.dtype.isnative):
+        return _in_order(_forward(_native(x), axes, where, None, True), x.dtype, out)
     return _forward(x, axes, where, out, log=True)
 
 
@@ -651,11 +672,17 @@ def _backward(grad, y, axes, where, out, log: bool) -> np.ndarray:
 
 def softmax_backward(xp: Any, grad, y, axes, where=None, out=None) -> np.ndarray:
     """Fused softmax VJP."""
+    if _foreign(grad, y, out):
+        d = _backward(_native(grad), _native(y), axes, where, None, False)
+        return _in_order(d, y.dtype, out)
     return _backward(grad, y, axes, where, out, log=False)
 
 
 def log_softmax_backward(xp: Any, grad, y, axes, where=None, out=None) -> np.ndarray:
     """Fused log_softmax VJP."""
+    if _foreign(grad, y, out):
+        d = _backward(_native(grad), _native(y), axes, where, None, True)
+        return _in_order(d, y.dtype, out)
     return _backward(grad, y, axes, where, out, log=True)
 
 
@@ -745,6 +772,8 @@ def _ce(logits, target, axis, opts, grad=None, want_grad=False):
 
 def cross_entropy(xp: Any, logits, target, axis, **opts) -> np.ndarray:
     """Fused softmax cross-entropy (class axis moved last, blocks of rows)."""
+    if _foreign(logits):
+        return cross_entropy(xp, _native(logits), target, axis, **opts).astype(logits.dtype)
     losses, _, wsum, _ = _ce(logits, target, axis, opts)
     sample_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
     red = opts["reduction"]
@@ -759,6 +788,9 @@ def cross_entropy(xp: Any, logits, target, axis, **opts) -> np.ndarray:
 
 def cross_entropy_backward(xp: Any, logits, target, grad, axis, **opts) -> np.ndarray:
     """Fused gradient of the cross-entropy with respect to the logits, times ``grad``."""
+    if _foreign(logits):
+        dx = cross_entropy_backward(xp, _native(logits), target, grad, axis, **opts)
+        return dx.astype(logits.dtype)
     _, dx2, wsum, _ = _ce(logits, target, axis, opts, want_grad=True)
     red = opts["reduction"]
     with np.errstate(**ERRSTATE):
