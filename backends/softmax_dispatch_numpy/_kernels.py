@@ -475,7 +475,9 @@ def _all_between(v: np.ndarray, lo: float, hi: float) -> bool:
     """``lo <= v <= hi`` everywhere (False for NaN); in Python for a handful of values,
     where a NumPy reduction would cost more than the whole check."""
     if v.size <= 64:
-        return all(lo <= t <= hi for t in v.ravel().tolist())
+        vals = v.ravel().tolist()
+        total = sum(vals)  # NaN if any is NaN (min and max would skip it)
+        return total == total and lo <= min(vals) and max(vals) <= hi
     return bool(np.minimum.reduce(v, axis=None) >= lo) and bool(
         np.maximum.reduce(v, axis=None) <= hi
     )
