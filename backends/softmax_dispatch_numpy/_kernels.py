@@ -73,6 +73,11 @@ _SUM_MAX = {np.dtype(t): float(1 / np.finfo(t).tiny) for t in (np.float32, np.fl
 _LOG_SUM_MAX = {t: math.log(v) for t, v in _SUM_MAX.items()}
 
 
+def _unshifted_rows(total: np.ndarray) -> np.ndarray:
+    """Which rows, by their sums of exp(x), keep exp(x) without the shift (NaN: no)."""
+    return (total >= _SUM_MIN) & (total <= _SUM_MAX[total.dtype])
+
+
 def _shift(m: np.ndarray, dtype: np.dtype, n: int) -> np.ndarray | None:
     """What softmax subtracts from each row (or column) whose maximum is ``m``: nothing
     (``None``) when every max is in [0, log(1 / finfo.tiny) - log(n)], else per row 0
@@ -118,7 +123,8 @@ def _row_sum(a: np.ndarray) -> np.ndarray:
 
 
 def _compute_dtype(dtype: np.dtype) -> np.dtype:
-    return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
+    """float32 for float16; otherwise ``dtype`` in native byte order."""
+    return np.dtype(np.float32) if dtype.itemsize < 4 else dtype.newbyteorder("=")
 
 
 def _rows_per_block(n: int, itemsize: int, block_bytes: int | None = None) -> int:
@@ -235,8 +241,7 @@ def _mixed_rows(
     are outside [_SUM_MIN, _SUM_MAX]: those rows as exp(x - max) / sum, from ``src``; the
     others scaled as usual. Results go to ``work`` (which may be ``src``)."""
     ct = work.dtype
-    keep = (total >= _SUM_MIN) & (total <= _SUM_MAX[ct])  # NaN: False
-    bad = np.flatnonzero(~keep[:, 0])
+    bad = np.flatnonzero(~_unshifted_rows(total)[:, 0])
     z = src[bad]  # a copy: work may be src
     m = np.maximum.reduce(z, axis=1, keepdims=True, initial=_lowest(ct))
     np.subtract(z, m, out=z)
@@ -436,12 +441,7 @@ def _small_forward(x: np.ndarray, axes, where, out, log: bool) -> np.ndarray:
             elif where is not None:
                 s = np.where(where, s, 1.0)
             y = np.divide(e, s, out=e)
-    if out is None:
-        if y.dtype == x.dtype:
-            return y
-        out = np.empty(x.shape, dtype=x.dtype)
-    store(out, y)
-    return out
+    return _deliver(y, x.dtype, out)
 
 
 def _tiny_forward(x: np.ndarray, axis: int, log: bool, out: np.ndarray | None) -> np.ndarray:
@@ -455,18 +455,18 @@ def _tiny_forward(x: np.ndarray, axis: int, log: bool, out: np.ndarray | None) -
             e = np.exp(x)
             total = np.add.reduce(e, axis=axis, keepdims=True)
             if _all_between(total, _SUM_MIN, _SUM_MAX[x.dtype]):
-                return _to(np.divide(e, total, out=e), out)
+                return _deliver(np.divide(e, total, out=e), x.dtype, out)
         m = np.maximum.reduce(x, axis=axis, keepdims=True, initial=_LOWEST[x.dtype])
         z = np.subtract(x, m)
         if log:
             lse = np.log(np.add.reduce(np.exp(z), axis=axis, keepdims=True))
-            return _to(np.subtract(z, lse, out=z), out)
+            return _deliver(np.subtract(z, lse, out=z), x.dtype, out)
         np.exp(z, out=z)
         y = np.divide(z, np.add.reduce(z, axis=axis, keepdims=True), out=z)
-        keep = (total >= _SUM_MIN) & (total <= _SUM_MAX[x.dtype])  # rows that passed
+        keep = _unshifted_rows(total)
         if keep.any():
             y = np.where(keep, np.divide(e, total, out=e), y)
-        return _to(y, out)
+        return _deliver(y, x.dtype, out)
     finally:
         unquiet(token)
 
@@ -483,10 +483,14 @@ def _all_between(v: np.ndarray, lo: float, hi: float) -> bool:
     )
 
 
-def _to(y: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+def _deliver(result: np.ndarray, dtype: np.dtype, out: np.ndarray | None) -> np.ndarray:
+    """``result`` (computed in float32 for float16, in native byte order) as ``dtype``, or
+    written into ``out``."""
     if out is None:
-        return y
-    np.copyto(out, y)
+        if result.dtype == dtype:
+            return result
+        out = np.empty(result.shape, dtype=dtype)
+    store(out, result)
     return out
 
 
@@ -507,6 +511,9 @@ def _partial_overlap(out: np.ndarray | None, *inputs: np.ndarray) -> bool:
 
 
 def _forward(x: np.ndarray, axes, where, out, log: bool) -> np.ndarray:
+    # the other byte order (a big-endian float32): computed natively, handed back as is
+    if not x.dtype.isnative or (out is not None and not out.dtype.isnative):
+        return _deliver(_forward(_native(x), axes, where, None, log), x.dtype, out)
     if _partial_overlap(out, x):
         np.copyto(out, _forward(x, axes, where, None, log))
         return out
@@ -548,25 +555,13 @@ def _native(a: np.ndarray) -> np.ndarray:
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
-def _in_order(result: np.ndarray, dtype: np.dtype, out: np.ndarray | None) -> np.ndarray:
-    """A result computed in native byte order, as ``dtype`` (or into ``out``)."""
-    if out is not None:
-        np.copyto(out, result)
-        return out
-    return result.astype(dtype, copy=False)
-
-
 def softmax(xp: Any, x: np.ndarray, axes, where=None, out=None) -> np.ndarray:
     """Fused softmax (see the module docstring for the layouts)."""
-    if not x.dtype.isnative or (out is not None and not out.dtype.isnative):
-        return _in_order(_forward(_native(x), axes, where, None, False), x.dtype, out)
     return _forward(x, axes, where, out, log=False)
 
 
 def log_softmax(xp: Any, x: np.ndarray, axes, where=None, out=None) -> np.ndarray:
     """Fused log_softmax."""
-    if not x.dtype.isnative or (out is not None and not out.dtype.isnative):
-        return _in_order(_forward(_native(x), axes, where, None, True), x.dtype, out)
     return _forward(x, axes, where, out, log=True)
 
 
@@ -640,15 +635,13 @@ def _small_backward(grad, y, axes, where, out, log: bool) -> np.ndarray:
             np.multiply(dx, yc, out=dx)
         if where is not None:
             dx = np.where(where, dx, 0.0).astype(ct, copy=False)
-    if out is None:
-        if dx.dtype == y.dtype:
-            return dx
-        out = np.empty(y.shape, dtype=y.dtype)
-    store(out, dx)
-    return out
+    return _deliver(dx, y.dtype, out)
 
 
 def _backward(grad, y, axes, where, out, log: bool) -> np.ndarray:
+    if _foreign(grad, y, out):  # as in `_forward`
+        d = _backward(_native(grad), _native(y), axes, where, None, log)
+        return _deliver(d, y.dtype, out)
     if _partial_overlap(out, grad, y):
         np.copyto(out, _backward(grad, y, axes, where, None, log))
         return out
@@ -674,17 +667,11 @@ def _backward(grad, y, axes, where, out, log: bool) -> np.ndarray:
 
 def softmax_backward(xp: Any, grad, y, axes, where=None, out=None) -> np.ndarray:
     """Fused softmax VJP."""
-    if _foreign(grad, y, out):
-        d = _backward(_native(grad), _native(y), axes, where, None, False)
-        return _in_order(d, y.dtype, out)
     return _backward(grad, y, axes, where, out, log=False)
 
 
 def log_softmax_backward(xp: Any, grad, y, axes, where=None, out=None) -> np.ndarray:
     """Fused log_softmax VJP."""
-    if _foreign(grad, y, out):
-        d = _backward(_native(grad), _native(y), axes, where, None, True)
-        return _in_order(d, y.dtype, out)
     return _backward(grad, y, axes, where, out, log=True)
 
 
@@ -774,8 +761,6 @@ def _ce(logits, target, axis, opts, grad=None, want_grad=False):
 
 def cross_entropy(xp: Any, logits, target, axis, **opts) -> np.ndarray:
     """Fused softmax cross-entropy (class axis moved last, blocks of rows)."""
-    if _foreign(logits):
-        return cross_entropy(xp, _native(logits), target, axis, **opts).astype(logits.dtype)
     losses, _, wsum, _ = _ce(logits, target, axis, opts)
     sample_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
     red = opts["reduction"]
@@ -790,9 +775,6 @@ def cross_entropy(xp: Any, logits, target, axis, **opts) -> np.ndarray:
 
 def cross_entropy_backward(xp: Any, logits, target, grad, axis, **opts) -> np.ndarray:
     """Fused gradient of the cross-entropy with respect to the logits, times ``grad``."""
-    if _foreign(logits):
-        dx = cross_entropy_backward(xp, _native(logits), target, grad, axis, **opts)
-        return dx.astype(logits.dtype)
     _, dx2, wsum, _ = _ce(logits, target, axis, opts, want_grad=True)
     red = opts["reduction"]
     with np.errstate(**ERRSTATE):
