@@ -123,11 +123,33 @@ def _idle(i: int) -> bool:
     return _refs(i) == _refs(0) and not weakref.getweakrefcount(_slots[i])
 
 
-def _drop(i: int, dropped: list[np.ndarray]) -> None:
-    """Take slot ``i`` out of the pool; the array goes to ``dropped``, to be released once
-    the lock is let go."""
-    dropped.append(_slots.pop(i))
+def _take(i: int) -> np.ndarray:
+    """Slot ``i``'s array, out of the pool (with its last-used count)."""
     del _used[i]
+    return _slots.pop(i)
+
+
+def _put(a: np.ndarray) -> None:
+    """``a`` into the pool as the most recently used."""
+    _slots.append(a)
+    _used.append(_clock)
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[bool]:
+    """The pool's lock for this thread; yields False without waiting when this thread holds
+    it already (a finalizer the garbage collector runs inside the pool)."""
+    global _owner
+    me = threading.get_ident()
+    if _owner == me:
+        yield False
+        return
+    with _lock:
+        _owner = me
+        try:
+            yield True
+        finally:
+            _owner = None
 
 
 def _held() -> int:
@@ -145,7 +167,7 @@ def _release(keep: int, dropped: list[np.ndarray], older_than: int | None = None
         stale = older_than is not None and _used[i] < older_than
         if watched or ((held > keep or stale) and _idle(i)):
             held -= _slots[i].nbytes
-            _drop(i, dropped)
+            dropped.append(_take(i))  # released once the lock is let go
         else:
             i += 1
 
@@ -164,37 +186,30 @@ def _fits(a: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> bool:
 
 def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """``np.empty(shape, dtype)``, C-contiguous, from the pool where it can be."""
-    global _clock, _owner
+    global _clock
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    me = threading.get_ident()
-    if nbytes < MIN_BYTES or _off.get() or _owner == me:
+    if nbytes < MIN_BYTES or _off.get():
         return np.empty(shape, dtype=dtype)
     limit = limit_bytes()
     dropped: list[np.ndarray] = []  # released after the lock (their finalizers may call us)
-    with _lock:
-        _owner = me
-        try:
-            if nbytes > limit:
+    with _locked() as mine:
+        if not mine or nbytes > limit:
+            if mine:
                 _release(limit, dropped)
-                return np.empty(shape, dtype=dtype)
-            _clock += 1
-            for i in range(len(_slots) - 1, 0, -1):  # the most recently used first: warm
-                if _idle(i) and _fits(_slots[i], shape, dtype):
-                    _slots.append(_slots.pop(i))  # most recently used last
-                    _used.pop(i)
-                    _used.append(_clock)
-                    a = _slots[-1]
-                    a.flags.writeable = True
-                    return a
-            _release(limit - nbytes, dropped, older_than=_clock - AGE)
-            a = np.empty(shape, dtype=dtype)
-            if _held() + nbytes <= limit:
-                _slots.append(a)
-                _used.append(_clock)
-            return a
-        finally:
-            _owner = None
+            return np.empty(shape, dtype=dtype)
+        _clock += 1
+        for i in range(len(_slots) - 1, 0, -1):  # the most recently used first: warm
+            if _idle(i) and _fits(_slots[i], shape, dtype):
+                a = _take(i)
+                _put(a)
+                a.flags.writeable = True
+                return a
+        _release(limit - nbytes, dropped, older_than=_clock - AGE)
+        a = np.empty(shape, dtype=dtype)
+        if _held() + nbytes <= limit:
+            _put(a)
+        return a
 
 
 def empty_cache() -> int:
@@ -208,31 +223,18 @@ def empty_cache() -> int:
     >>> sdn.cache_info().idle_bytes
     0
     """
-    global _owner
-    if _owner == threading.get_ident():
-        return 0
     dropped: list[np.ndarray] = []
-    with _lock:
-        _owner = threading.get_ident()
-        try:
+    with _locked() as mine:
+        if mine:
             _release(0, dropped)
-        finally:
-            _owner = None
     return sum(a.nbytes for a in dropped)
 
 
 def cache_info() -> CacheInfo:
     """What the pool holds now (see `CacheInfo`)."""
-    global _owner
-    if _owner == threading.get_ident():  # from a finalizer run inside the pool: no lock
-        return CacheInfo(len(_slots) - 1, _held(), 0, limit_bytes())
-    with _lock:
-        _owner = threading.get_ident()
-        try:
-            idle = sum(_slots[i].nbytes for i in range(1, len(_slots)) if _idle(i))
-            return CacheInfo(len(_slots) - 1, _held(), idle, limit_bytes())
-        finally:
-            _owner = None
+    with _locked() as mine:  # not mine: from a finalizer run inside the pool, idle unknown
+        idle = sum(_slots[i].nbytes for i in range(1, len(_slots)) if mine and _idle(i))
+        return CacheInfo(len(_slots) - 1, _held(), idle, limit_bytes())
 
 
 @contextlib.contextmanager
