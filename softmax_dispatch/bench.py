@@ -90,30 +90,36 @@ def _peers(case: Case, x: np.ndarray, g: np.ndarray, y: np.ndarray, threads: int
     """name -> zero-argument callable, for every implementation installed here."""
     ax = case.axis
     out = np.empty_like(x)
-    impls: dict[str, Callable[[], Any]] = {}
     if case.op == "softmax_backward":
-        impls["ours"] = lambda: sd.softmax_backward(g, y, ax)
-        impls["ours out="] = lambda: sd.softmax_backward(g, y, ax, out=out)
-        impls["textbook"] = lambda: y * (g - (g * y).sum(axis=ax, keepdims=True))
+
+        def ours(**kw: Any) -> Any:
+            return sd.softmax_backward(g, y, ax, **kw)
+
+        def textbook() -> Any:
+            return y * (g - (g * y).sum(axis=ax, keepdims=True))
     else:
         fn = getattr(sd, case.op)
-        impls["ours"] = lambda: fn(x, ax)
-        impls["ours out="] = lambda: fn(x, ax, out=out)
+
+        def ours(**kw: Any) -> Any:
+            return fn(x, ax, **kw)
+
         if case.op == "softmax":
 
-            def textbook():
+            def textbook() -> Any:
                 e = np.exp(x - x.max(axis=ax, keepdims=True))
                 return e / e.sum(axis=ax, keepdims=True)
         else:
 
-            def textbook():
+            def textbook() -> Any:
                 z = x - x.max(axis=ax, keepdims=True)
                 return z - np.log(np.exp(z).sum(axis=ax, keepdims=True))
 
-        impls["textbook"] = textbook
-    fresh = _fresh(impls["ours"]) if x.size >= LARGE else None
+    impls: dict[str, Callable[[], Any]] = {"ours": ours}
+    fresh = _fresh(ours) if x.size >= LARGE else None
     if fresh is not None:
         impls["ours fresh"] = fresh
+    impls["ours out="] = lambda: ours(out=out)
+    impls["textbook"] = textbook
     try:
         import scipy.special as ss
 
@@ -147,8 +153,7 @@ def _peers(case: Case, x: np.ndarray, g: np.ndarray, y: np.ndarray, threads: int
             impls["jax"] = lambda: jfn(jx, ax).block_until_ready()
     except ImportError:
         pass
-    first = [k for k in ("ours", "ours fresh", "ours out=") if k in impls]
-    return {k: impls[k] for k in first + [k for k in impls if k not in first]}
+    return impls
 
 
 def _settle(seconds: float) -> None:
