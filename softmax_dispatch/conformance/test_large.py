@@ -113,6 +113,31 @@ def test_large_out_and_in_place(target, dtype, op, layout):
     np.testing.assert_array_equal(target.to_numpy(x), expected)
 
 
+@pytest.mark.parametrize("op", sorted(FORWARD))
+def test_results_the_caller_holds_are_never_reused(target, dtype, op):
+    """A backend may recycle the memory of results the caller has dropped (the NumPy
+    backend pools those of 4 MiB and more), never of one still held — by its name or
+    through a view — however many calls of the same shape follow."""
+    fn, reference, bound = FORWARD[op]
+    shape = (1024, 1280)  # 5 MiB of float32
+
+    def call(seed):
+        x = target.asarray(logits(shape, seed=seed, scale=3.0), dtype)
+        return target.call(fn, x, -1), target.to_numpy(x)
+
+    held, exact1 = call(71)
+    y2, exact2 = call(72)
+    view = y2[1:, :]
+    del y2
+    dropped, _ = call(73)
+    del dropped
+    later = [call(seed) for seed in (74, 75)]
+    for y, exact in [(held, exact1), (view, exact2[1:, :]), *later]:
+        expected = reference(exact, (1,))
+        got = target.to_numpy(y)
+        ref.assert_within(got, expected, bound(exact, expected, (1,), dtype), op)
+
+
 def test_large_backward_in_place_over_grad(target, dtype):
     if not target.writeable:
         pytest.skip(f"{target.backend} arrays do not support item assignment")
