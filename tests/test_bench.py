@@ -38,3 +38,17 @@ def test_bench_table_and_plot(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "median ms" in proc.stdout and "dispatch" in proc.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_profile_script_prints_every_figure_the_docs_quote():
+    """benchmarks/profile_numpy.py, which docs/performance.md quotes, still runs."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_numpy.py"
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    quoted = ("fresh/reused", "log_softmax 4096x4096 f32", "row sum, two-stage", "1 MiB/512 KiB")
+    for line in quoted:
+        assert line in proc.stdout

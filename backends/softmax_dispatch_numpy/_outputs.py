@@ -2,8 +2,10 @@
 
 A fresh large NumPy array is fresh memory from the operating system: glibc maps it anew
 for every allocation above 32 MiB and unmaps it on free, so each page is zeroed by the
-kernel on first touch. For a 64 MiB softmax result that costs 3-10 ms on a 2-core
-virtual machine — as much as the arithmetic — and it varies from call to call. CuPy's
+kernel on first touch. On a 2-core virtual machine a new 64 MiB array takes 2.4-3.4x as
+long to fill as a reused one, and log_softmax 4096x4096 float32 into fresh memory 1.35x
+as long as into ``out=`` (medians; it varies from call to call, up to 4.5x), as
+``python benchmarks/profile_numpy.py`` measures. CuPy's
 memory pool and PyTorch's CUDA caching allocator avoid the same cost by keeping freed
 blocks; this module does it for the NumPy backend's own large results:
 
