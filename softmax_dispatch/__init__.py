@@ -18,6 +18,7 @@ from ._dispatch import use_backend
 from ._hookspec import hookimpl
 from ._plugins import (
     PluginError,
+    PluginWarning,
     backends,
     failed_plugins,
     get_backend,
@@ -37,6 +38,7 @@ __all__ = [
     "LogSoftmax",
     "PluginError",
     "PluginFailure",
+    "PluginWarning",
     "Softmax",
     "SoftmaxCrossEntropy",
     "backends",

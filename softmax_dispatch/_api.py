@@ -16,8 +16,10 @@ from ._validate import (
     check_mask,
     check_out,
     deliver,
+    dtype_kind,
     is_empty,
     normalize_axes,
+    plain,
 )
 
 Array = Any
@@ -32,17 +34,29 @@ __all__ = [
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
+_INT64_MAX = 2**63 - 1
 
 
-def _others(**arrays: Any) -> tuple[tuple[str, Any], ...]:
+def _optional(**arrays: Any) -> tuple[tuple[str, Any], ...]:
+    """(label, array) pairs for the optional array arguments that were given."""
     return tuple((k, v) for k, v in arrays.items() if v is not None)
+
+
+#: What `_prepare_ce` is given for ``grad`` by the forward function, which has none
+#: (``None`` itself is a caller's mistake, reported as such).
+_NO_GRAD: Any = object()
 
 
 def _forward(
     op: str, x: Array, axis: Any, where: Any, dtype: Any, out: Any, backend: str | None
 ) -> Array:
     # Kept lean: for an 8x10 array this layer is a fifth of the whole call.
-    others = () if where is None and out is None else _others(where=where, out=out)
+    x = plain(x, "x")
+    if where is None and out is None:
+        given_out, others = None, ()
+    else:
+        given_out, where, out = out, _plain_or_none(where, "where"), _plain_or_none(out, "out")
+        others = _optional(where=where, out=out)
     res, xp = resolve(x, others, backend)
     x = as_float(xp, x, dtype, "x")
     axes = normalize_axes(axis, x.ndim)
@@ -51,22 +65,37 @@ def _forward(
     if out is not None:
         check_out(out, shape, x.dtype)
     if is_empty(shape):
-        return deliver(_empty(xp, x), out)
-    y = res.kernels[op](xp, x, axes, mask, out)
-    if not y.ndim:
-        y = xp.asarray(y)
-    return y if out is None else deliver(y, out)
+        return _result(xp, _empty(xp, x), out, given_out, x)
+    return _result(xp, res.kernels[op](xp, x, axes, mask, out), out, given_out, x)
 
 
-def _array(xp: ModuleType, result: Array) -> Array:
-    """0-d results as 0-d arrays (NumPy reductions and ufuncs hand back scalars)."""
-    return result if result.ndim else xp.asarray(result)
+def _plain_or_none(a: Any, label: str) -> Any:
+    return None if a is None else plain(a, label)
+
+
+def _result(xp: ModuleType, result: Array, out: Any, given_out: Any, like: Array) -> Array:
+    """The value to return: ``result`` as an array, or written into ``out`` (the plain
+    view of what the caller gave) and the caller's own ``out`` object returned."""
+    if out is None:
+        return _array(xp, result, like)
+    deliver(result, out)
+    return given_out
+
+
+def _array(xp: ModuleType, result: Array, like: Array) -> Array:
+    """0-d results as 0-d arrays (NumPy reductions and ufuncs hand back scalars). Only
+    results of another type than the input are converted: asarray on a tensor that
+    requires grad would warn, and cut the autograd graph."""
+    if result.ndim or type(result) is type(like):
+        return result
+    return xp.asarray(result)
 
 
 def _empty(xp: ModuleType, like: Array) -> Array:
-    # A copy of the (empty) input, not zeros(...): under jax.jit only results computed
-    # from the input stay on its device.
-    return xp.asarray(like, copy=True)
+    # Computed from the (empty) input, not zeros(...): under jax.jit only results computed
+    # from the input stay on its device, and a tensor that requires grad keeps its graph
+    # (asarray(copy=True) would cut it, with a warning).
+    return like + 0
 
 
 def softmax(
@@ -150,8 +179,10 @@ def log_softmax(
 def _backward(
     op: str, grad: Array, y: Array, axis: Any, where: Any, out: Any, backend: str | None
 ) -> Array:
-    res, xp = resolve(grad, _others(y=y, where=where, out=out), backend, label="grad")
-    if not xp.isdtype(y.dtype, "real floating"):
+    grad, y = plain(grad, "grad"), plain(y, "y")
+    given_out, where, out = out, _plain_or_none(where, "where"), _plain_or_none(out, "out")
+    res, xp = resolve(grad, (("y", y), *_optional(where=where, out=out)), backend, label="grad")
+    if dtype_kind(xp, y.dtype) != "float":
         raise TypeError(
             f"y must be the real floating output of the forward pass, got dtype {y.dtype}"
         )
@@ -166,8 +197,8 @@ def _backward(
     if out is not None:
         check_out(out, tuple(y.shape), y.dtype)
     if is_empty(tuple(y.shape)):
-        return deliver(_empty(xp, y), out)
-    return deliver(_array(xp, res.kernels[op](xp, grad, y, axes, mask, out)), out)
+        return _result(xp, _empty(xp, y), out, given_out, y)
+    return _result(xp, res.kernels[op](xp, grad, y, axes, mask, out), out, given_out, y)
 
 
 def softmax_backward(
@@ -242,6 +273,11 @@ def _ce_options(
                 f"ignore_index must be an int or None, got {type(ignore_index).__name__} "
                 f"{ignore_index!r}"
             ) from None
+        if not -_INT64_MAX - 1 <= ignore_index <= _INT64_MAX:
+            raise ValueError(
+                f"ignore_index must be between -2**63 and 2**63 - 1 (class indices are "
+                f"compared as 64-bit integers), got {ignore_index}"
+            )
     return reduction, ls, ignore_index
 
 
@@ -252,6 +288,12 @@ def _check_class_indices(
     ``jax.jit`` or Dask the kernel marks those samples NaN instead."""
     if array_api_compat.is_lazy_array(target) or is_empty(tuple(target.shape)):
         return
+    # in the target's own dtype: exact, where a cast of a uint64 would wrap 2**64 - 1 to -1
+    lo, hi = int(xp.min(target)), int(xp.max(target))
+    if lo >= 0 and hi < n_classes:
+        return
+    if hi > _INT64_MAX:  # cannot be ignore_index (checked to fit int64): out of range
+        _out_of_range(hi, n_classes, ignore_index)
     target = index_dtype_target(xp, target)  # no overflow comparing a uint8 with 300
     bad = (target < 0) | (target >= n_classes)
     if ignore_index is not None:
@@ -259,12 +301,15 @@ def _check_class_indices(
     if bool(xp.any(bad)):
         lo = int(xp.min(xp.where(bad, target, xp.zeros_like(target) + n_classes)))
         hi = int(xp.max(xp.where(bad, target, xp.zeros_like(target))))
-        value = lo if lo < 0 else hi
-        raise IndexError(
-            f"target holds class index {value}, out of range for {n_classes} classes "
-            f"(allowed: 0 to {n_classes - 1}"
-            + (f", or ignore_index={ignore_index})" if ignore_index is not None else ")")
-        )
+        _out_of_range(lo if lo < 0 else hi, n_classes, ignore_index)
+
+
+def _out_of_range(value: int, n_classes: int, ignore_index: int | None) -> None:
+    raise IndexError(
+        f"target holds class index {value}, out of range for {n_classes} classes "
+        f"(allowed: 0 to {n_classes - 1}"
+        + (f", or ignore_index={ignore_index})" if ignore_index is not None else ")")
+    )
 
 
 def _prepare_ce(
@@ -276,16 +321,16 @@ def _prepare_ce(
     ignore_index: Any,
     weight: Any,
     backend: str | None,
-    grad: Any = None,
+    grad: Any = _NO_GRAD,
 ) -> tuple[Resolved, ModuleType, Array, Array, int, dict[str, Any], Any]:
     reduction, ls, ignore_index = _ce_options(reduction, label_smoothing, ignore_index)
-    grad_array = grad if grad is not None and not isinstance(grad, numbers.Number) else None
-    res, xp = resolve(
-        logits,
-        _others(target=target, weight=weight, grad=grad_array),
-        backend,
-        label="logits",
-    )
+    logits, target = plain(logits, "logits"), plain(target, "target")
+    weight = _plain_or_none(weight, "weight")
+    others = (("target", target), *_optional(weight=weight))
+    if grad is not _NO_GRAD and not isinstance(grad, numbers.Number):
+        grad = plain(grad, "grad")
+        others += (("grad", grad),)
+    res, xp = resolve(logits, others, backend, label="logits")
     logits = as_float(xp, logits, None, "logits")
     if logits.ndim == 0:
         raise ValueError("logits must have at least one dimension (the class axis)")
@@ -328,7 +373,7 @@ def _prepare_ce(
                 f"weight must have shape ({n_classes},), one entry per class, "
                 f"got {tuple(weight.shape)}"
             )
-    if grad is not None:
+    if grad is not _NO_GRAD:
         grad = _check_grad(xp, grad, reduction, sample_shape)
     options = dict(
         weight=weight,
@@ -407,7 +452,7 @@ def softmax_cross_entropy(
     res, xp, logits, target, axis, options, _ = _prepare_ce(
         logits, target, axis, reduction, label_smoothing, ignore_index, weight, backend
     )
-    return _array(xp, res.kernels["cross_entropy"](xp, logits, target, axis, **options))
+    return _array(xp, res.kernels["cross_entropy"](xp, logits, target, axis, **options), logits)
 
 
 def softmax_cross_entropy_backward(
@@ -439,6 +484,5 @@ def softmax_cross_entropy_backward(
     res, xp, logits, target, axis, options, grad = _prepare_ce(
         logits, target, axis, reduction, label_smoothing, ignore_index, weight, backend, grad
     )
-    return _array(
-        xp, res.kernels["cross_entropy_backward"](xp, logits, target, grad, axis, **options)
-    )
+    dx = res.kernels["cross_entropy_backward"](xp, logits, target, grad, axis, **options)
+    return _array(xp, dx, logits)

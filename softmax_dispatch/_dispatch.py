@@ -17,7 +17,7 @@ from typing import Any
 import array_api_compat
 
 from . import _ops, _plugins
-from ._backend import KERNEL_NAMES, type_name
+from ._backend import KERNEL_NAMES, BackendUnavailable, type_name
 
 __all__ = ["BACKEND_ENV", "Resolved", "generic_kernels", "resolve", "use_backend"]
 
@@ -40,9 +40,19 @@ class Resolved:
     generic: dict[str, Callable[..., Any]]
 
 
-_by_type: dict[type, Resolved | None] = {}
-_by_name: dict[str, Resolved] = {}
-_seen_generation = -1
+@dataclass
+class _Cache:
+    """Resolutions for one generation of the registry. A registry change makes a new one:
+    a thread still resolving against the old generation can only write into the old
+    cache, which no call made after the change reads (so after `unregister` returns, no
+    new call dispatches to the removed backend)."""
+
+    generation: int
+    by_type: dict[type, Resolved | None]
+    by_name: dict[str, Resolved]
+
+
+_cache = _Cache(-1, {}, {})
 
 
 def _env_backend() -> str | None:
@@ -60,20 +70,21 @@ def _env_backend() -> str | None:
 
 def reset() -> None:
     """Forget cached resolutions and the environment variable (for tests)."""
-    global _env_value, _seen_generation
+    global _env_value, _cache
     _env_value = _UNREAD
-    _by_type.clear()
-    _by_name.clear()
-    _seen_generation = -1
+    _cache = _Cache(-1, {}, {})
 
 
-def _check_generation() -> None:
-    global _seen_generation
-    gen = _plugins.generation()
-    if gen != _seen_generation:
-        _by_type.clear()
-        _by_name.clear()
-        _seen_generation = gen
+def _current() -> _Cache:
+    """The cache of the registry's current generation (a new one after any change).
+    In strict mode, every call raises while a plugin is broken."""
+    global _cache
+    reg = _plugins.loaded_registry()
+    _plugins.raise_if_strict(reg)
+    cache = _cache
+    if cache.generation != reg.generation:
+        cache = _cache = _Cache(reg.generation, {}, {})
+    return cache
 
 
 def _make(ent: Any) -> Resolved:
@@ -89,30 +100,33 @@ def _make(ent: Any) -> Resolved:
     )
 
 
-def _named(name: str) -> Resolved:
-    res = _by_name.get(name)
+def _named(cache: _Cache, name: str) -> Resolved:
+    res = cache.by_name.get(name)
     if res is None:
         ent = _plugins.entry(name)
         _devices, reason = _plugins.probe(ent)
         if reason is not None:
-            raise RuntimeError(f"backend {name!r} is unavailable: {reason}")
-        res = _by_name[name] = _make(ent)
+            raise BackendUnavailable(
+                f"backend {name!r} is unavailable: {reason}. `softmax-dispatch backends` "
+                "lists every backend and why it can or cannot run here"
+            )
+        res = cache.by_name[name] = _make(ent)
     return res
 
 
-def _owner(t: type, sample: object) -> Resolved | None:
+def _owner(cache: _Cache, t: type, sample: object) -> Resolved | None:
     try:
-        return _by_type[t]
+        return cache.by_type[t]
     except KeyError:
         pass
     found = None
     for ent in _plugins.ranked():
         if ent.backend.owns(sample):
-            found = _by_name.get(ent.backend.name) or _by_name.setdefault(
+            found = cache.by_name.get(ent.backend.name) or cache.by_name.setdefault(
                 ent.backend.name, _make(ent)
             )
             break
-    _by_type[t] = found
+    cache.by_type[t] = found
     return found
 
 
@@ -129,8 +143,9 @@ def resolve(
 ) -> tuple[Resolved, ModuleType]:
     """The backend and namespace for a call on ``x``; ``others`` are (label, array) pairs
     that must live with ``x`` (same backend, same device)."""
-    if _plugins._registry.generation != _seen_generation:
-        _check_generation()
+    cache = _cache
+    if cache.generation != _plugins._registry.generation:
+        cache = _current()
     primary = label
     name = backend
     source = "backend="
@@ -141,8 +156,9 @@ def resolve(
         name = _env_value if _env_value is not _UNREAD else _env_backend()
         source = BACKEND_ENV
     if name is not None:
-        res = _named(name)
+        res = _named(cache, name)
         if not res.owns(x):
+            _refuse_none(primary, x)
             raise TypeError(
                 f"backend {name!r} (chosen by {source}) does not own {type_name(x)}; "
                 f"backends that own it: {_owners_hint(x)}. Move the array to the backend's "
@@ -151,22 +167,25 @@ def resolve(
             )
         for lbl, a in others:
             if not res.owns(a):
+                _refuse_none(lbl, a)
                 raise TypeError(
                     f"{lbl} is a {type_name(a)} but backend {name!r} runs on "
                     f"{type_name(x)} ({primary}); convert {lbl} with the same library (its "
                     "asarray or from_dlpack) and device"
                 )
     else:
-        res = _owner(type(x), x)
+        res = _owner(cache, type(x), x)
         if res is None:
+            _refuse_none(primary, x)
             known = ", ".join(repr(e.backend.name) for e in _plugins.ranked())
             raise TypeError(
                 f"no backend owns {type_name(x)}; registered backends: {known}. "
                 "Pass an array (e.g. numpy.asarray(x)) or register a backend for this type"
             )
         for lbl, a in others:
-            owner = _owner(type(a), a)
+            owner = _owner(cache, type(a), a)
             if owner is None or owner.name != res.name:
+                _refuse_none(lbl, a)
                 raise TypeError(
                     f"{lbl} is a {type_name(a)} but {primary} is a {type_name(x)}: all arrays in "
                     f"one call must come from one library; convert {lbl} with "
@@ -178,6 +197,12 @@ def resolve(
     if _generic_only.get():
         res = Resolved(res.name, res.owns, res.xp, res.generic, res.generic)
     return res, xp
+
+
+def _refuse_none(label: str, obj: object) -> None:
+    """The message for a missing array (checked only once dispatch has failed: free)."""
+    if obj is None:
+        raise TypeError(f"{label} is None; pass an array (softmax_dispatch takes arrays here)")
 
 
 def _same_device(x: object, others: tuple[tuple[str, object], ...], primary: str) -> None:

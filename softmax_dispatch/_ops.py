@@ -8,9 +8,11 @@ graphs pass through. ``out`` is accepted for signature compatibility with fused 
 and ignored: the public layer copies the result into it.
 
 float16 and bfloat16 are computed in float32 and returned in the input dtype. A row's
-maximum is used as the shift only where it is not ``-inf``, so ``-inf - -inf`` is never
-computed: a row of all ``-inf`` gives 0/0 = NaN (the documented policy), a fully masked
-row gives zeros, ``+inf`` or NaN anywhere in a row makes that row NaN.
+maximum is used as the shift only where it is finite, and a row's sum of ``exp`` only
+where it is not 0: a row of all ``-inf`` gives NaN (the documented policy) without
+computing ``-inf - -inf``, 0/0 or log(0), a fully masked row gives zeros, ``+inf`` or NaN
+anywhere in a row makes that row NaN. No operation raises a floating-point flag on such
+input, so NumPy-backed namespaces (and Dask, when it computes) emit no RuntimeWarning.
 """
 
 from __future__ import annotations
@@ -41,6 +43,21 @@ def _up(xp: ModuleType, a: Array, dtype: Any) -> Array:
     return a if a.dtype == dtype else xp.astype(a, dtype)
 
 
+def _down(xp: ModuleType, a: Array, dtype: Any) -> Array:
+    """``a`` (computed in float32) cast back to ``dtype``. Magnitudes the cast rounds to
+    infinity become +-inf first: NumPy-backed namespaces would flag the overflow with a
+    RuntimeWarning, and a documented result (-inf) is no news."""
+    if a.dtype == dtype:
+        return a
+    fi = xp.finfo(dtype)
+    if fi.bits < 32:
+        big, eps = float(fi.max), float(fi.eps)
+        limit = big + big * eps / (2 * (2 - eps))  # max + half its ulp: rounds to inf
+        inf = xp.full_like(a, xp.inf)
+        a = xp.where(a >= limit, inf, xp.where(a <= -limit, -inf, a))
+    return xp.astype(a, dtype)
+
+
 def _sum(xp: ModuleType, a: Array, axes: tuple[int, ...]) -> Array:
     # Reducing over no axes is the identity; some libraries read axis=() as "all axes".
     return xp.sum(a, axis=axes, keepdims=True) if axes else a
@@ -56,13 +73,24 @@ def _any(xp: ModuleType, mask: Array, shape: tuple[int, ...], axes: tuple[int, .
 
 
 def _shifted(xp: ModuleType, x: Array, axes: tuple[int, ...], where: Array | None) -> Array:
-    """``x - max(x)`` over ``axes``, masked entries ``-inf``; the max is taken as 0 where
-    it is ``-inf`` so that ``-inf - -inf`` never happens."""
+    """``x - max(x)`` over ``axes``, masked entries ``-inf``. A max of ``-inf`` (nothing
+    finite) shifts by 0, so ``-inf - -inf`` never happens; a max of ``+inf`` by NaN, which
+    the subtraction propagates quietly where ``inf - inf`` would raise NumPy's
+    invalid-value flag (the row is NaN either way)."""
     if where is not None:
         x = xp.where(where, x, -xp.inf)
     m = _max(xp, x, axes)
-    m = xp.where(m == -xp.inf, xp.zeros_like(m), m)
+    m = xp.where(m == -xp.inf, xp.zeros_like(m), xp.where(m == xp.inf, xp.full_like(m, xp.nan), m))
     return x - m
+
+
+def _total(xp: ModuleType, e: Array, axes: tuple[int, ...], where: Array | None) -> Array:
+    """``sum(e)`` over ``axes``: 1 for a fully masked row (its result is zeros, constant),
+    NaN for a row of only ``-inf`` (its result is NaN, without computing 0/0 or log(0))."""
+    s = _sum(xp, e, axes)
+    if where is not None:
+        s = xp.where(_any(xp, where, e.shape, axes), s, xp.ones_like(s))
+    return xp.where(s == 0, xp.full_like(s, xp.nan), s)
 
 
 def softmax(
@@ -76,10 +104,7 @@ def softmax(
     dtype = x.dtype
     x = _up(xp, x, _compute_dtype(xp, dtype))
     e = xp.exp(_shifted(xp, x, axes, where))
-    s = _sum(xp, e, axes)
-    if where is not None:
-        s = xp.where(_any(xp, where, x.shape, axes), s, xp.ones_like(s))
-    return _up(xp, e / s, dtype)
+    return _down(xp, e / _total(xp, e, axes, where), dtype)
 
 
 def log_softmax(
@@ -93,10 +118,12 @@ def log_softmax(
     dtype = x.dtype
     x = _up(xp, x, _compute_dtype(xp, dtype))
     z = _shifted(xp, x, axes, where)
-    lse = xp.log(_sum(xp, xp.exp(z), axes))
+    y = z - xp.log(_total(xp, xp.exp(z), axes, where))
     if where is not None:
-        lse = xp.where(_any(xp, where, x.shape, axes), lse, xp.zeros_like(lse))
-    return _up(xp, z - lse, dtype)
+        # -inf - lse is -inf already, but it depends on x through lse: autodiff would send
+        # the upstream gradient of masked outputs into x. Masked outputs are constants.
+        y = xp.where(where, y, xp.full_like(y, -xp.inf))
+    return _down(xp, y, dtype)
 
 
 def softmax_backward(
@@ -119,7 +146,7 @@ def softmax_backward(
     dx = y * (g - _sum(xp, g * y, axes))
     if where is not None:
         dx = xp.where(where, dx, xp.zeros_like(dx))
-    return _up(xp, dx, dtype)
+    return _down(xp, dx, dtype)
 
 
 def log_softmax_backward(
@@ -139,7 +166,7 @@ def log_softmax_backward(
     dx = g - xp.exp(y) * _sum(xp, g, axes)
     if where is not None:
         dx = xp.where(where, dx, xp.zeros_like(dx))
-    return _up(xp, dx, dtype)
+    return _down(xp, dx, dtype)
 
 
 def _class_weights(
@@ -234,8 +261,9 @@ def cross_entropy(
     a, keep, bad, denom = _class_weights(
         xp, logits, target, axis, weight, ignore_index, label_smoothing, index_target
     )
-    # Classes with zero coefficient contribute exactly 0, even where logp is -inf or NaN.
-    terms = xp.where(a != 0, a * logp, xp.zeros_like(logp))
+    # Classes with zero coefficient contribute exactly 0, even where logp is -inf or NaN
+    # (and 0 * -inf is never computed: NumPy would flag it).
+    terms = a * xp.where(a != 0, logp, xp.zeros_like(logp))
     per = -xp.sum(terms, axis=axis)
     per = xp.where(keep, per, xp.zeros_like(per))
     per = xp.where(bad, xp.full_like(per, xp.nan), per)
@@ -245,7 +273,7 @@ def cross_entropy(
         loss = xp.sum(per)
     else:
         loss = _safe_div(xp, xp.sum(per), denom)
-    return _up(xp, loss, dtype)
+    return _down(xp, loss, dtype)
 
 
 def cross_entropy_backward(
@@ -278,4 +306,4 @@ def cross_entropy_backward(
     # Ignored samples get exactly 0 whatever their logits or upstream gradient hold.
     dx = xp.where(xp.expand_dims(keep, axis=axis), dx, xp.zeros_like(dx))
     dx = xp.where(xp.expand_dims(bad, axis=axis), xp.full_like(dx, xp.nan), dx)
-    return _up(xp, dx, dtype)
+    return _down(xp, dx, dtype)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -25,6 +26,7 @@ from ._hookspec import ENTRY_POINT_GROUP, PROJECT, hookimpl
 
 __all__ = [
     "PluginError",
+    "PluginWarning",
     "backends",
     "failed_plugins",
     "get_backend",
@@ -38,6 +40,11 @@ _CORE_DISTRIBUTION = "softmax-dispatch"
 
 class PluginError(RuntimeError):
     """A plugin could not be loaded (raised in strict mode and by `register`)."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin found through the entry-point group could not be loaded (warned once;
+    ``softmax-dispatch backends`` shows the reason)."""
 
 
 @dataclass
@@ -62,6 +69,8 @@ class _Registry:
     generation: int = 0
     #: Set last, once every entry point has been loaded: until then readers wait.
     loaded: bool = False
+    #: In strict mode with a broken plugin: raised by every call (see `raise_if_strict`).
+    strict_error: PluginError | None = None
 
 
 _registry = _Registry()
@@ -162,7 +171,7 @@ def _add(
     except Exception as exc:  # a broken plugin must not take the others down
         if reg.pm.is_registered(plugin):
             reg.pm.unregister(plugin)
-        fail(_format_exc(exc))
+        fail(str(exc) if isinstance(exc, PluginError) else _format_exc(exc))
         return problems
     for obj in yielded:
         if not isinstance(obj, Backend):
@@ -213,21 +222,43 @@ def _ensure_loaded() -> _Registry:
                 continue
             problems.extend(_add(reg, module, ep.name, dist, version))
         reg.failures.extend(problems)
-        _rerank(reg)
-        reg.loaded = True
         if strict and problems:
-            raise PluginError(
+            reg.strict_error = PluginError(
                 f"{len(problems)} plugin(s) failed to load ({STRICT_ENV}=1): "
                 + "; ".join(f"{p.plugin} ({p.distribution}): {p.error}" for p in problems)
             )
+        _rerank(reg)
+        reg.loaded = True
+    # outside the lock: a warnings filter set to "error" raises here, not mid-load. In
+    # strict mode every call raises instead (`raise_if_strict`).
+    for p in problems if reg.strict_error is None else ():
+        origin = f"{p.distribution or 'unknown distribution'} {p.version or ''}".strip()
+        warnings.warn(
+            f"softmax_dispatch: plugin {p.plugin!r} ({origin}) failed to load and was "
+            f"skipped: {p.error}. Run `softmax-dispatch backends` to see every plugin",
+            PluginWarning,
+            stacklevel=1,  # plugins load lazily, from whichever call comes first
+        )
     return reg
+
+
+def loaded_registry() -> _Registry:
+    """The registry, its plugins loaded."""
+    return _ensure_loaded()
+
+
+def raise_if_strict(reg: _Registry) -> None:
+    """In strict mode, a broken plugin fails every call, not just the first."""
+    if reg.strict_error is not None:
+        raise PluginError(str(reg.strict_error))
 
 
 def _reset() -> None:
     """Forget every plugin; the next use reloads them (for tests)."""
     global _registry
     with _registry.lock:
-        _registry = _Registry()
+        # generations keep counting up across registries: no stale dispatch cache matches
+        _registry = _Registry(generation=_registry.generation + 1)
 
 
 def ranked() -> tuple[_Entry, ...]:
@@ -370,7 +401,9 @@ def register(plugin: object) -> object:
                 del reg.entries[added]
             if reg.pm.is_registered(plugin):
                 reg.pm.unregister(plugin)
-            raise PluginError("; ".join(p.error for p in problems))
+            raise PluginError(
+                f"cannot register {plugin!r:.80}: " + "; ".join(p.error for p in problems)
+            )
         _rerank(reg)
     return plugin
 

@@ -3,7 +3,9 @@ is allowed."""
 
 from __future__ import annotations
 
+import contextlib
 import operator
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -11,7 +13,16 @@ import array_api_compat
 
 from ._backend import type_name
 
-__all__ = ["AxisError", "as_float", "check_mask", "check_out", "deliver", "normalize_axes"]
+__all__ = [
+    "AxisError",
+    "as_float",
+    "check_mask",
+    "check_out",
+    "deliver",
+    "dtype_kind",
+    "normalize_axes",
+    "plain",
+]
 
 
 class AxisError(ValueError, IndexError):
@@ -73,30 +84,50 @@ def default_float(xp: ModuleType, x: Any) -> Any:
 _KIND: dict[tuple[ModuleType, Any], str] = {}
 
 
-def _kind(xp: ModuleType, dtype: Any) -> str:
-    key = (xp, dtype)
-    kind = _KIND.get(key)
-    if kind is None:
-        if xp.isdtype(dtype, "real floating"):
-            kind = "float"
-        elif xp.isdtype(dtype, "integral"):
-            kind = "int"
-        else:
-            kind = "other"
-        _KIND[key] = kind
+def dtype_kind(xp: ModuleType, dtype: Any) -> str:
+    try:
+        return _KIND[(xp, dtype)]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable dtype object: ask every time
+        return _ask_kind(xp, dtype)
+    kind = _KIND[(xp, dtype)] = _ask_kind(xp, dtype)
     return kind
+
+
+def _ask_kind(xp: ModuleType, dtype: Any) -> str:
+    try:
+        if xp.isdtype(dtype, "real floating"):
+            return "float"
+        if xp.isdtype(dtype, "integral"):
+            return "int"
+    except Exception:  # datetime, str, structured...: not a kind the standard knows
+        pass
+    return "other"
+
+
+def _refuse_kind(xp: ModuleType, dtype: Any, label: str) -> None:
+    hint = ""
+    try:
+        if xp.isdtype(dtype, "bool"):
+            hint = " (cast booleans explicitly)"
+        elif xp.isdtype(dtype, "complex floating"):
+            hint = " (complex input has no softmax)"
+    except Exception:
+        pass
+    raise TypeError(
+        f"{label} has dtype {dtype}; softmax_dispatch takes real floating or integer arrays{hint}"
+    )
 
 
 def as_float(xp: ModuleType, x: Any, dtype: Any, label: str) -> Any:
     """``x`` cast to ``dtype``, or to its own real floating dtype; integers go to the
-    namespace's default real floating dtype before anything else happens to them."""
+    namespace's default real floating dtype before anything else happens to them. Any
+    other kind of dtype (bool, complex, datetime, object, ...) is a `TypeError`."""
     src = x.dtype
-    if dtype is None:
-        try:
-            if _kind(xp, src) == "float":  # the common case: nothing to do
-                return x
-        except TypeError:  # unhashable dtype object: take the long way
-            pass
+    kind = dtype_kind(xp, src)
+    if dtype is None and kind == "float":  # the common case: nothing to do
+        return x
     if dtype is not None:
         try:
             ok = xp.isdtype(dtype, "real floating")
@@ -107,15 +138,35 @@ def as_float(xp: ModuleType, x: Any, dtype: Any, label: str) -> Any:
                 f"dtype must be a real floating dtype of {xp.__name__} "
                 f"(e.g. {xp.__name__}.float32), got {dtype!r}"
             )
-    src = x.dtype
-    if xp.isdtype(src, "bool") or xp.isdtype(src, "complex floating"):
-        raise TypeError(
-            f"{label} has dtype {src}; softmax_dispatch takes real floating or integer "
-            "arrays (cast booleans explicitly; complex input has no softmax)"
-        )
+    if kind == "other":
+        _refuse_kind(xp, src, label)
     if dtype is None:
-        dtype = src if xp.isdtype(src, "real floating") else default_float(xp, x)
+        dtype = default_float(xp, x)
     return x if src == dtype else xp.astype(x, dtype)
+
+
+#: Types known to need no conversion by `plain` (anything but an ndarray subclass).
+_PLAIN: set[type] = set()
+
+
+def plain(a: Any, label: str) -> Any:
+    """``a`` itself, or for an ndarray subclass the plain ndarray it holds (one rule for
+    every op, size and kernel path: np.matrix, memmap, a user's subclass all compute as
+    ``np.asarray(a)`` would). Masked arrays are refused: their mask would be ignored."""
+    if type(a) in _PLAIN:
+        return a
+    np = sys.modules.get("numpy")
+    if np is None or not isinstance(a, np.ndarray) or type(a) is np.ndarray:
+        with contextlib.suppress(TypeError):  # unhashable types are asked every time
+            _PLAIN.add(type(a))
+        return a
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(
+            f"{label} is a numpy.ma.MaskedArray, whose mask softmax_dispatch would ignore; "
+            f"pass its data and the mask as where= (where=~numpy.ma.getmaskarray({label}))"
+            ", or for cross-entropy targets mark the ignored samples with ignore_index"
+        )
+    return a.view(np.ndarray)
 
 
 def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:

@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,9 @@ from ._backend import device_name
 
 
 def _backends_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    with warnings.catch_warnings():  # this listing is where the failures are shown
+        warnings.simplefilter("ignore", _plugins.PluginWarning)
+        _plugins.loaded_registry()
     rows = [
         {
             "name": b.name,

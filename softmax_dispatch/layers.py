@@ -6,6 +6,8 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+import array_api_compat
+
 from ._api import (
     _ce_options,
     log_softmax,
@@ -41,29 +43,71 @@ def _check_axis(axis: Any, *, single: bool = False) -> Any:
         raise TypeError(f"axis must be {want}, got {axis!r}") from None
 
 
+class _Kept:
+    """The arrays a layer keeps for backward, and a check that none was modified in place
+    since (PyTorch's version counters; other libraries' arrays are protected by
+    `_shielded` or are immutable)."""
+
+    def __init__(self, **arrays: Array) -> None:
+        self.arrays = arrays
+        self.versions = {
+            name: a._version for name, a in arrays.items() if array_api_compat.is_torch_array(a)
+        }
+
+    def get(self, layer: str) -> dict[str, Array]:
+        for name, version in self.versions.items():
+            if self.arrays[name]._version != version:
+                raise RuntimeError(
+                    f"{layer}.backward: {name} was modified in place after forward (its "
+                    "PyTorch version counter changed), and backward needs it as forward "
+                    "saw it: modify a copy (.clone()) instead, or call forward again"
+                )
+        return self.arrays
+
+
+def _shielded(y: Array) -> tuple[Array, Array]:
+    """``(returned, kept)``: the output for the caller, and the array backward uses, such
+    that editing the first in place cannot silently change the second. NumPy: a read-only
+    view (editing it raises); PyTorch: the same tensor (an edit is detected, see `_Kept`);
+    JAX: immutable; any other library: a copy the layer keeps to itself."""
+    if array_api_compat.is_numpy_array(y):
+        view = y.view()
+        view.flags.writeable = False
+        return view, y
+    if array_api_compat.is_torch_array(y) or array_api_compat.is_jax_array(y):
+        return y, y
+    return y, array_api_compat.array_namespace(y).asarray(y, copy=True)
+
+
+def _not_yet(layer: str, call: str) -> RuntimeError:
+    return RuntimeError(
+        f"{layer}.backward called before forward: call {call} first, it saves what backward needs"
+    )
+
+
 class _Normalizer:
     _forward_fn: Any
     _backward_fn: Any
 
     def __init__(self, axis: int | tuple[int, ...] | None = -1) -> None:
         self.axis = _check_axis(axis)
-        self._saved: tuple[Array, Array | None] | None = None
+        self._saved: _Kept | None = None
 
     def forward(self, x: Array, *, where: Array | None = None) -> Array:
-        y = type(self)._forward_fn(x, self.axis, where=where)
-        self._saved = (y, where)
-        return y
+        """The layer's function of ``x``; the output is saved for `backward`. On NumPy
+        the returned array is read-only (copy it to modify it)."""
+        returned, kept = _shielded(type(self)._forward_fn(x, self.axis, where=where))
+        self._saved = _Kept(y=kept) if where is None else _Kept(y=kept, where=where)
+        return returned
 
     __call__ = forward
 
     def backward(self, grad: Array) -> Array:
+        """The gradient with respect to the last `forward`'s input."""
         if self._saved is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward called before forward: call "
-                "forward(x) first, it saves the output that backward needs"
-            )
-        y, where = self._saved
-        return type(self)._backward_fn(grad, y, self.axis, where=where)
+            raise _not_yet(type(self).__name__, "forward(x)")
+        saved = self._saved.get(type(self).__name__)
+        return type(self)._backward_fn(grad, saved["y"], self.axis, where=saved.get("where"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(axis={self.axis!r})"
@@ -109,7 +153,7 @@ class SoftmaxCrossEntropy:
     """Softmax followed by cross-entropy, as one layer (see `softmax_cross_entropy`).
 
     ``forward`` keeps references to ``logits`` and ``target`` for ``backward``: do not
-    modify them in place in between.
+    modify them in place in between (on PyTorch, backward detects it and raises).
 
     Examples
     --------
@@ -136,7 +180,7 @@ class SoftmaxCrossEntropy:
             reduction, label_smoothing, ignore_index
         )
         self.weight = weight
-        self._saved: tuple[Array, Array] | None = None
+        self._saved: _Kept | None = None
 
     def _options(self) -> dict[str, Any]:
         return dict(
@@ -148,19 +192,18 @@ class SoftmaxCrossEntropy:
 
     def forward(self, logits: Array, target: Array) -> Array:
         loss = softmax_cross_entropy(logits, target, self.axis, **self._options())
-        self._saved = (logits, target)
+        self._saved = _Kept(logits=logits, target=target)
         return loss
 
     __call__ = forward
 
     def backward(self, grad: Array | float = 1.0) -> Array:
         if self._saved is None:
-            raise RuntimeError(
-                "SoftmaxCrossEntropy.backward called before forward: call "
-                "forward(logits, target) first"
-            )
-        logits, target = self._saved
-        return softmax_cross_entropy_backward(logits, target, grad, self.axis, **self._options())
+            raise _not_yet("SoftmaxCrossEntropy", "forward(logits, target)")
+        saved = self._saved.get("SoftmaxCrossEntropy")
+        return softmax_cross_entropy_backward(
+            saved["logits"], saved["target"], grad, self.axis, **self._options()
+        )
 
     def __repr__(self) -> str:
         return (

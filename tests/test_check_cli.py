@@ -77,13 +77,13 @@ def test_pytest_pyargs_runs_the_same_suite(tmp_path):
     base = [sys.executable, "-m", "pytest", "--pyargs", "softmax_dispatch.conformance"]
     base += ["-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path)]
     ok = subprocess.run(
-        [*base, "--backend", "numpy", "-k", "rows_sum"],
+        [*base, "--sd-backend", "numpy", "-k", "rows_sum"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stdout[-2000:]
     assert "passed" in ok.stdout.splitlines()[-1]
     bad = subprocess.run(
-        [*base, "--backend", "numpy", "--device", "cuda:7"],
+        [*base, "--sd-backend", "numpy", "--sd-device", "cuda:7"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert bad.returncode != 0

@@ -579,3 +579,19 @@ def test_zero_d_grad_with_reduction_none(path):
     want = _ce_call(path, sd.softmax_cross_entropy_backward, x, t, 2.0, reduction="none")
     np.testing.assert_allclose(got, want)
     np.testing.assert_allclose(got, 2.0 * (0.25 - np.eye(4)[t]))
+
+
+@pytest.mark.parametrize("path", SMALL_INT_PATHS)
+@pytest.mark.parametrize("ignore_index", [None, -100, 3])
+def test_uint64_class_index_beyond_int64_is_named_as_it_is(path, ignore_index):
+    """2**64 - 1 in a uint64 target must be reported as itself, not wrapped to -1."""
+    x = np.zeros((2, 4))
+    t = np.array([1, 2**64 - 1], dtype=np.uint64)
+    for fn in (sd.softmax_cross_entropy, sd.softmax_cross_entropy_backward):
+        with pytest.raises(IndexError, match=r"class index 18446744073709551615\b"):
+            _ce_call(path, fn, x, t, ignore_index=ignore_index)
+
+
+def test_ignore_index_outside_the_int64_range_is_refused():
+    with pytest.raises(ValueError, match=r"ignore_index .* -2\*\*63 .* 2\*\*63 - 1"):
+        sd.softmax_cross_entropy(np.zeros((1, 3)), np.array([0]), ignore_index=2**64 - 1)

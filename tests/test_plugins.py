@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import array_api_compat
 import array_api_compat.numpy
@@ -76,7 +77,9 @@ BROKEN = {
 def test_broken_plugins_are_isolated_and_reported(install_plugins, good_plugin):
     broken = {**BROKEN, "dup_name": good_plugin("numpy")}
     install_plugins("broken-dist", "0.0.1", {**broken, "fine_plugin": good_plugin("fine")})
-    names = {b.name for b in sd.backends()}
+    with pytest.warns(sd.PluginWarning) as record:
+        names = {b.name for b in sd.backends()}
+    assert len(record) == len(broken)
     assert BUILTIN | {"fine"} <= names
     failures = {f.plugin: f for f in sd.failed_plugins()}
     assert set(failures) == set(broken)
@@ -92,11 +95,39 @@ def test_broken_plugins_are_isolated_and_reported(install_plugins, good_plugin):
     np.testing.assert_allclose(sd.softmax(np.zeros(2), backend="fine"), [0.5, 0.5])
 
 
-def test_strict_mode_raises_on_a_broken_plugin(install_plugins, monkeypatch):
+def test_strict_mode_raises_on_every_call_while_a_plugin_is_broken(install_plugins, monkeypatch):
     install_plugins("broken-dist", "0.0.1", {"bad_hook": BROKEN["bad_hook"]})
     monkeypatch.setenv("SOFTMAX_DISPATCH_STRICT_PLUGINS", "1")
-    with pytest.raises(sd.PluginError, match="driver exploded"):
+    for _ in range(3):
+        with pytest.raises(sd.PluginError, match="driver exploded"):
+            sd.softmax(np.zeros(2))
+        with pytest.raises(sd.PluginError, match="driver exploded"):
+            sd.log_softmax(np.zeros(2), backend="numpy")
+    # the listing still works: it is where the user sees what is broken
+    assert [f.plugin for f in sd.failed_plugins()] == ["bad_hook"]
+    assert "numpy" in {b.name for b in sd.backends()}
+
+
+def test_a_broken_plugin_is_warned_about_once_naming_it(install_plugins, good_plugin):
+    install_plugins("broken-dist", "0.0.1", {"bad_hook": BROKEN["bad_hook"]})
+    with pytest.warns(sd.PluginWarning) as record:
+        sd.softmax(np.zeros(2))
+    assert len(record) == 1
+    msg = str(record[0].message)
+    assert "'bad_hook'" in msg and "broken-dist 0.0.1" in msg and "driver exploded" in msg
+    assert "softmax-dispatch backends" in msg
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sd.softmax(np.zeros(2))  # once: later calls are quiet
         sd.backends()
+
+
+def test_register_failure_says_plugin_error_once():
+    with pytest.raises(sd.PluginError) as info:
+        sd.register(None)
+    assert "PluginError" not in str(info.value)
+    assert str(info.value).startswith("cannot register None: it implements no ")
+    assert "softmax_dispatch_backends" in str(info.value)
 
 
 def test_strict_mode_value_is_parsed_strictly(fresh_registry, monkeypatch):
@@ -194,9 +225,35 @@ def test_unavailable_backend_reports_reason_and_refuses_to_run(fresh_registry):
     handle = sd.register(_numpy_backend("gpu_only", devices=no_devices))
     info = sd.get_backend("gpu_only")
     assert not info.available and info.reason == "no accelerator on this machine"
-    with pytest.raises(RuntimeError, match="unavailable: no accelerator on this machine"):
-        sd.softmax(np.zeros(2), backend="gpu_only")
+    for choose in ("argument", "context"):
+        with pytest.raises(sd.BackendUnavailable, match="unavailable: no accelerator") as info:
+            if choose == "argument":
+                sd.softmax(np.zeros(2), backend="gpu_only")
+            else:
+                with sd.use_backend("gpu_only"):
+                    sd.softmax(np.zeros(2))
+        assert "softmax-dispatch backends" in str(info.value)
     sd.unregister(handle)
+
+
+@pytest.mark.parametrize(
+    ("backend", "module", "fix"),
+    [
+        ("torch", "torch", "pip install torch"),
+        ("jax", "jax", "pip install jax"),
+        ("dask", "dask.array", "pip install 'dask[array]'"),
+        ("array_api_strict", "array_api_strict", "pip install array-api-strict"),
+    ],
+)
+def test_a_missing_library_says_how_to_install_it(
+    fresh_registry, monkeypatch, backend, module, fix
+):
+    monkeypatch.setitem(sys.modules, module, None)  # import now fails as if not installed
+    info = sd.get_backend(backend)
+    assert not info.available
+    assert "is not installed" in info.reason and fix in info.reason
+    with pytest.raises(sd.BackendUnavailable, match="is not installed"):
+        sd.softmax(np.zeros(2), backend=backend)
 
 
 def test_cupy_backend_is_unavailable_with_reason_here(fresh_registry):

@@ -5,3 +5,18 @@ Each module here is one plugin, registered through its own entry point, so that
 missing library shows up as an unavailable backend with a reason. None of them imports
 its array library until it is used.
 """
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from softmax_dispatch import BackendUnavailable
+
+
+def require(module: str, library: str, install: str) -> ModuleType:
+    """``import module``, or `BackendUnavailable` saying what is missing and how to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailable(f"{library} is not installed ({exc}); {install}") from None

@@ -10,6 +10,8 @@ from array_api_compat import is_dask_array
 
 from softmax_dispatch import Backend, hookimpl
 
+from . import require
+
 
 def _namespace() -> ModuleType:
     import array_api_compat.dask.array
@@ -18,8 +20,7 @@ def _namespace() -> ModuleType:
 
 
 def _devices() -> tuple[Any, ...]:
-    import dask.array  # noqa: F401  (the reason, if Dask is missing)
-
+    require("dask.array", "Dask's array module", "pip install 'dask[array]'")
     return ("cpu",)
 
 

@@ -10,6 +10,8 @@ from array_api_compat import is_jax_array
 
 from softmax_dispatch import Backend, hookimpl
 
+from . import require
+
 
 def _namespace() -> ModuleType:
     import jax.numpy
@@ -18,8 +20,7 @@ def _namespace() -> ModuleType:
 
 
 def _devices() -> tuple[Any, ...]:
-    import jax
-
+    jax = require("jax", "JAX", "pip install jax")
     return tuple(jax.devices())
 
 

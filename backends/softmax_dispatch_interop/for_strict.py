@@ -8,15 +8,19 @@ from typing import Any
 
 from softmax_dispatch import Backend, hookimpl
 
+from . import require
+
 
 def _owns(x: Any) -> bool:
     return type(x).__module__.startswith("array_api_strict")
 
 
 def _namespace() -> ModuleType:
-    import array_api_strict
+    return require("array_api_strict", "array-api-strict", "pip install array-api-strict")
 
-    return array_api_strict
+
+def _devices() -> tuple[Any, ...]:
+    return tuple(_namespace().__array_namespace_info__().devices())
 
 
 @hookimpl
@@ -25,5 +29,6 @@ def softmax_dispatch_backends() -> Iterable[Backend]:
         name="array_api_strict",
         owns=_owns,
         namespace=_namespace,
+        devices=_devices,
         description="array-api-strict on each of its devices, generic kernels",
     )

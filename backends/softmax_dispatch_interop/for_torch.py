@@ -10,6 +10,8 @@ from array_api_compat import is_torch_array
 
 from softmax_dispatch import Backend, hookimpl
 
+from . import require
+
 
 def _namespace() -> ModuleType:
     import array_api_compat.torch
@@ -18,8 +20,7 @@ def _namespace() -> ModuleType:
 
 
 def _devices() -> tuple[Any, ...]:
-    import torch
-
+    torch = require("torch", "PyTorch", "pip install torch (see https://pytorch.org)")
     cuda = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
     return (torch.device("cpu"), *cuda)
 

@@ -50,7 +50,10 @@ FORWARD_BLOCK_BYTES = 1 << 20
 SMALL = 1 << 14
 
 
-_LOWEST = {np.dtype(t): float(np.finfo(t).min) for t in (np.float32, np.float64)}
+#: The compute dtypes: float16 is computed in float32; long double in itself (its limits
+#: are kept as NumPy scalars: as Python floats they would overflow to inf).
+_COMPUTE = tuple(np.dtype(t) for t in (np.float32, np.float64, np.longdouble))
+_LOWEST = {t: np.finfo(t).min for t in _COMPUTE}
 
 
 def _lowest(dtype: np.dtype) -> float:
@@ -68,8 +71,8 @@ def _lowest(dtype: np.dtype) -> float:
 #: NaN, +inf, all -inf, maxima far below 0 or above ~log(1/tiny) - log(n) — take
 #: exp(x - max) / sum. The choice is made row by row: no row depends on another.
 _SUM_MIN = 0.5
-_SUM_MAX = {np.dtype(t): float(1 / np.finfo(t).tiny) for t in (np.float32, np.float64)}
-_LOG_SUM_MAX = {t: math.log(v) for t, v in _SUM_MAX.items()}
+_SUM_MAX = {t: 1 / np.finfo(t).tiny for t in _COMPUTE}
+_LOG_SUM_MAX = {t: float(np.log(v)) for t, v in _SUM_MAX.items()}
 
 
 def _unshifted_rows(total: np.ndarray) -> np.ndarray:
@@ -226,8 +229,9 @@ def _forward_block(
         np.exp(src, out=e)
         total = _row_sum(e)
         if _all_between(total, _SUM_MIN, _SUM_MAX[ct]):
-            # one reciprocal per row, then a multiply: cheaper than dividing every element
-            np.multiply(e, np.reciprocal(total, out=total), out=work)
+            # a division, as every path does: a row's bits never depend on the path it
+            # took, and a row of length 1 is exactly 1 (x / x), where x * (1 / x) need not be
+            np.divide(e, total, out=work)
         else:
             _mixed_rows(src, e, work, total, valid)
     if half:
@@ -249,8 +253,8 @@ def _mixed_rows(
     t = _row_sum(z)
     if valid is not None:
         t[~valid[bad]] = 1.0  # nothing unmasked: zeros
-    np.multiply(z, np.reciprocal(t, out=t), out=z)
-    np.multiply(e, np.reciprocal(total, out=total), out=work)
+    np.divide(z, t, out=z)
+    np.divide(e, total, out=work)
     work[bad] = z
 
 
@@ -330,7 +334,7 @@ def _forward_columns(x3: np.ndarray, y3: np.ndarray, m3: np.ndarray | None, log:
         valid = None if ms is None else np.logical_or.reduce(ms, axis=0)
         if valid is not None:
             run_sum[~valid] = 1.0
-        scale = np.log(run_sum) if log else np.reciprocal(run_sum)
+        scale = np.log(run_sum) if log else run_sum
         if log and valid is not None:
             scale[~valid] = 0.0
         # pass 2: the result, straight into y where possible
@@ -346,7 +350,7 @@ def _forward_columns(x3: np.ndarray, y3: np.ndarray, m3: np.ndarray | None, log:
                 np.subtract(blk, scale, out=blk)
             else:
                 np.exp(blk, out=blk)
-                np.multiply(blk, scale, out=blk)
+                np.divide(blk, scale, out=blk)
             if not direct:
                 store(ys[lo:hi], blk)
 
@@ -397,15 +401,18 @@ def _columns_passes(x3: np.ndarray, y3: np.ndarray, log: bool) -> None:
     parts = each(col_sum, lambda: np.empty((p_count, per, q), dtype=dt) if log else None)
     total = np.add.reduce(np.stack(parts), axis=0)[:, None, :]
     if log:
-        lse = np.log(total) + m
+        log_total = np.log(total)
 
         def finish(lo, hi, _):
-            np.subtract(x3[:, lo:hi], lse, out=y3[:, lo:hi])
+            # (x - max) - log(total), never x - (max + log(total)): far from 0 the latter
+            # rounds log(total) to the max's spacing (0.06 at 1e6 in float32)
+            blk = y3[:, lo:hi]
+            np.subtract(x3[:, lo:hi], m, out=blk)
+            np.subtract(blk, log_total, out=blk)
     else:
-        scale = np.reciprocal(total)
 
         def finish(lo, hi, _):
-            np.multiply(y3[:, lo:hi], scale, out=y3[:, lo:hi])
+            np.divide(y3[:, lo:hi], total, out=y3[:, lo:hi])
 
     each(finish)
 
@@ -494,11 +501,16 @@ def _deliver(result: np.ndarray, dtype: np.dtype, out: np.ndarray | None) -> np.
     return out
 
 
-def _partial_overlap(out: np.ndarray | None, *inputs: np.ndarray) -> bool:
-    """``out`` shares memory with an input without being laid out exactly on it: blocks
-    written early would then be read later, so the result must go through a fresh array."""
+def _partial_overlap(
+    out: np.ndarray | None, inputs: tuple[np.ndarray, ...], mask: np.ndarray | None
+) -> bool:
+    """``out`` shares memory with an input without being laid out exactly on it, or with
+    the mask at all (its bytes are not the result's): blocks written early would then be
+    read later, so the result must go through a fresh array."""
     if out is None:
         return False
+    if mask is not None and np.may_share_memory(mask, out):
+        return True
     for a in inputs:
         same = (
             a.__array_interface__["data"][0] == out.__array_interface__["data"][0]
@@ -514,7 +526,7 @@ def _forward(x: np.ndarray, axes, where, out, log: bool) -> np.ndarray:
     # the other byte order (a big-endian float32): computed natively, handed back as is
     if not x.dtype.isnative or (out is not None and not out.dtype.isnative):
         return _deliver(_forward(_native(x), axes, where, None, log), x.dtype, out)
-    if _partial_overlap(out, x):
+    if _partial_overlap(out, (x,), where):
         np.copyto(out, _forward(x, axes, where, None, log))
         return out
     if x.size <= SMALL and where is None and len(axes) == 1 and x.dtype in _LOWEST:
@@ -642,7 +654,7 @@ def _backward(grad, y, axes, where, out, log: bool) -> np.ndarray:
     if _foreign(grad, y, out):  # as in `_forward`
         d = _backward(_native(grad), _native(y), axes, where, None, log)
         return _deliver(d, y.dtype, out)
-    if _partial_overlap(out, grad, y):
+    if _partial_overlap(out, (grad, y), where):
         np.copyto(out, _backward(grad, y, axes, where, None, log))
         return out
     if y.size <= SMALL or not axes:
@@ -708,7 +720,8 @@ def _ce_block(x, t, w, opts, log_scratch, want_grad: bool):
         if eps:
             a += eps / n_classes * (1.0 if w is None else w)
         a[~keep | bad] = 0.0
-        wsum = float(np.add.reduce(np.where(keep & ~bad, 1.0 if w is None else w[tt], 0.0)))
+        counted = np.where(keep & ~bad, 1.0 if w is None else w[tt], 0.0)
+        wsum = np.add.reduce(counted, dtype=np.promote_types(ct, np.float64))
     else:
         keep = np.ones(len(x), dtype=bool)
         bad = np.zeros(len(x), dtype=bool)
@@ -756,7 +769,10 @@ def _ce(logits, target, axis, opts, grad=None, want_grad=False):
         x2.nbytes,
         lambda: np.empty((min(per_rows, rows), n), dtype=ct),
     )
-    return losses, dx2, math.fsum(wsums), x2.shape
+    # block by block, in block order: the same bits whatever the thread count (long
+    # double sums stay long double)
+    acc = np.promote_types(ct, np.float64)
+    return losses, dx2, np.add.reduce(np.asarray(wsums, dtype=acc)), x2.shape
 
 
 def cross_entropy(xp: Any, logits, target, axis, **opts) -> np.ndarray:
@@ -767,7 +783,7 @@ def cross_entropy(xp: Any, logits, target, axis, **opts) -> np.ndarray:
     with np.errstate(**ERRSTATE):
         if red == "none":
             return losses.reshape(sample_shape).astype(logits.dtype, copy=False)
-        total = losses.sum(dtype=np.float64)
+        total = losses.sum(dtype=np.promote_types(losses.dtype, np.float64))
         if red == "mean":
             total = total / wsum if wsum else total * 0.0
     return np.asarray(total, dtype=logits.dtype)
@@ -781,7 +797,7 @@ def cross_entropy_backward(xp: Any, logits, target, grad, axis, **opts) -> np.nd
         g = np.asarray(grad, dtype=dx2.dtype)
         np.multiply(dx2, g.reshape(-1, 1) if red == "none" and g.ndim else g, out=dx2)
         if red == "mean":
-            np.multiply(dx2, 1.0 / wsum if wsum else 0.0, out=dx2)
+            np.divide(dx2, wsum, out=dx2) if wsum else np.multiply(dx2, 0.0, out=dx2)
         if opts["index_target"] and opts["ignore_index"] is not None:
             # exact zeros for ignored samples, even where grad was inf or NaN
             dx2[target.reshape(-1).astype(np.intp) == opts["ignore_index"]] = 0.0

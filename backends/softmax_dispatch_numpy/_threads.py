@@ -57,6 +57,8 @@ except (ImportError, TypeError):  # another NumPy layout: the public, slower way
 T = TypeVar("T")
 
 _lock = threading.Lock()
+#: Set on a thread while it builds the pool or submits to it (see `run_blocks`).
+_handing_out = threading.local()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
@@ -112,7 +114,7 @@ def run_blocks(
     one ``state()`` per participating thread (its scratch buffers). Exceptions propagate."""
     results: list[Any] = [None] * count
     n = 1 if nbytes < PARALLEL_MIN_BYTES else min(num_threads(), count)
-    if n <= 1:
+    if n <= 1 or getattr(_handing_out, "active", False):
         s = state()
         with np.errstate(**ERRSTATE):
             for i in range(count):
@@ -128,8 +130,20 @@ def run_blocks(
                     return
                 results[i] = body(i, s)
 
-    pool = _get_pool(n)
-    futures = [pool.submit(participant) for _ in range(n - 1)]
+    # Any allocation may run a finalizer, on this thread, that calls softmax: if that
+    # happens while the pool is being built or handed work, its locks (ours, and the
+    # executor's own, which are not re-entrant) are held by this very thread. Such a
+    # nested call runs its blocks itself.
+    futures = []
+    _handing_out.active = True
+    try:
+        pool = _get_pool(n)
+        for _ in range(n - 1):
+            futures.append(pool.submit(participant))
+    except RuntimeError:  # at interpreter exit no new work is taken: this thread does it
+        pass
+    finally:
+        _handing_out.active = False
     try:
         participant()
     finally:

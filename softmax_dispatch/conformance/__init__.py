@@ -3,7 +3,7 @@
 Run it with either of::
 
     softmax-dispatch check [--backend NAME]... [--device DEV] [--json] [-- PYTEST ARGS]
-    pytest --pyargs softmax_dispatch.conformance [--backend NAME]... [--device DEV]
+    pytest --pyargs softmax_dispatch.conformance [--sd-backend NAME]... [--sd-device DEV]
 
 (needs ``pip install 'softmax-dispatch[check]'``). A backend's own repository can reuse
 the fixtures (``target``, ``dtype``, ``xp``) with

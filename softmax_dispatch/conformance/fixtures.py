@@ -6,19 +6,20 @@ In a backend repository's ``conftest.py``::
 
 then any test taking ``target`` (and optionally ``dtype``) runs once per selected
 (backend, device, kernel path) — and per floating dtype that device supports — with the
-same ``--backend`` / ``--device`` options as the suite.
+same ``--sd-backend`` / ``--sd-device`` options as the suite.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 
 from .targets import Target, Unrunnable, select_targets
 
-__all__ = ["pytest_generate_tests", "pytest_report_header", "targets_for", "xp"]
+__all__ = ["only", "pytest_generate_tests", "pytest_report_header", "targets_for", "xp"]
 
 _CACHE = "_softmax_dispatch_targets"
 
@@ -49,10 +50,28 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+_ONLY = "_softmax_dispatch_only"
+
+
+def only(predicate: Callable[[Target], bool]) -> Callable[[F], F]:
+    """Run the decorated test only on the targets ``predicate`` accepts (e.g. those whose
+    library differentiates), rather than skipping it on every other one."""
+
+    def mark(fn: F) -> F:
+        setattr(fn, _ONLY, predicate)
+        return fn
+
+    return mark
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "target" not in metafunc.fixturenames:
         return
     targets = targets_for(metafunc.config)
+    predicate = getattr(metafunc.function, _ONLY, None)
+    if predicate is not None:
+        targets = [t for t in targets if predicate(t)]
     if "dtype" in metafunc.fixturenames:
         pairs = [(t, d) for t in targets for d in t.dtypes]
         metafunc.parametrize(("target", "dtype"), pairs, ids=[f"{t.id}-{d}" for t, d in pairs])
@@ -66,7 +85,21 @@ def xp(target: Target) -> Any:
     return target.xp
 
 
-def hypothesis_profile() -> str:
-    """``ci`` (default: derandomized, few examples) or ``full`` via
-    ``SOFTMAX_DISPATCH_HYPOTHESIS=full``."""
-    return os.environ.get("SOFTMAX_DISPATCH_HYPOTHESIS", "ci")
+def hypothesis_settings() -> Any:
+    """The suite's hypothesis settings, applied test by test (no profile is registered
+    or loaded: the caller's own hypothesis configuration stays as it is). ``ci`` by
+    default (derandomized, few examples), ``SOFTMAX_DISPATCH_HYPOTHESIS=full`` for more;
+    no example database is written to the working directory."""
+    from hypothesis import HealthCheck, settings
+
+    common: dict[str, Any] = dict(
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+        database=None,
+    )
+    profile = os.environ.get("SOFTMAX_DISPATCH_HYPOTHESIS", "ci")
+    if profile == "full":
+        return settings(max_examples=300, **common)
+    if profile != "ci":
+        raise ValueError(f"SOFTMAX_DISPATCH_HYPOTHESIS must be 'ci' or 'full', got {profile!r}")
+    return settings(max_examples=15, derandomize=True, **common)

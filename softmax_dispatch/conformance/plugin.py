@@ -1,8 +1,12 @@
-"""pytest plugin (``pytest11`` entry point): the suite's command-line options.
+"""pytest plugin (``pytest11`` entry point): the conformance suite's command-line options.
 
-Registered globally so that ``pytest --pyargs softmax_dispatch.conformance --backend X``
-works; it adds options and nothing else. If another plugin already owns ``--backend`` or
-``--device``, only the ``--sd-backend`` / ``--sd-device`` spellings are added.
+Registered in every pytest run of an environment where softmax-dispatch is installed, so
+it adds two options, both prefixed, and nothing else — no fixture, marker, hook or
+setting that could clash with another project's conftest or plugins::
+
+    pytest --pyargs softmax_dispatch.conformance --sd-backend NAME --sd-device DEV
+
+(``softmax-dispatch check --backend NAME --device DEV`` is the same run.)
 """
 
 from __future__ import annotations
@@ -10,27 +14,18 @@ from __future__ import annotations
 from typing import Any
 
 
-def _add(group: Any, names: tuple[str, ...], **kwargs: Any) -> None:
-    try:
-        group.addoption(*names, **kwargs)
-    except ValueError:  # a name is taken by another plugin: keep our prefixed one
-        group.addoption(names[-1], **kwargs)
-
-
 def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("softmax_dispatch", "softmax-dispatch conformance suite")
-    _add(
-        group,
-        ("--backend", "--sd-backend"),
+    group.addoption(
+        "--sd-backend",
         action="append",
         default=[],
         dest="sd_backend",
         metavar="NAME",
         help="softmax-dispatch backend to check (repeatable); default: every available one",
     )
-    _add(
-        group,
-        ("--device", "--sd-device"),
+    group.addoption(
+        "--sd-device",
         default=None,
         dest="sd_device",
         metavar="DEV",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .targets import Unrunnable, select_targets
+from .targets import Target, Unrunnable, select_targets
 
 __all__ = ["Row", "Unrunnable", "run"]
 
@@ -44,7 +44,7 @@ class _Collector:
         for item in items:
             params = getattr(getattr(item, "callspec", None), "params", {})
             target = params.get("target")
-            if target is None:
+            if not isinstance(target, Target):  # None, or an empty parameter set
                 continue
             key = (target.backend, target.device_name)
             row = self.rows.setdefault(key, Row(*key))
@@ -96,9 +96,9 @@ def run(
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         args += ["-p", "softmax_dispatch.conformance.plugin"]
     for name in backends:
-        args += ["--backend", name]
+        args += ["--sd-backend", name]
     if device is not None:
-        args += ["--device", device]
+        args += ["--sd-device", device]
     args += list(pytest_args)
     collector = _Collector()
     stream = sys.stderr if quiet else sys.stdout

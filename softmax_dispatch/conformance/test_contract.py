@@ -154,3 +154,85 @@ def test_cross_entropy_target_shape_errors(target):
         target.call(
             sd.softmax_cross_entropy, x, target.asarray(np.full((3, 4), 0.25)), ignore_index=0
         )
+
+
+def _arguments(target):
+    """(op, callable, positional arrays by name) for every public op."""
+    x = target.asarray(logits((3, 4), seed=52))
+    y = target.call(sd.softmax, x)
+    t = target.indices(np.array([0, 1, 2]))
+    return [
+        ("softmax", sd.softmax, {"x": x}),
+        ("log_softmax", sd.log_softmax, {"x": x}),
+        ("softmax_backward", sd.softmax_backward, {"grad": x, "y": y}),
+        ("log_softmax_backward", sd.log_softmax_backward, {"grad": x, "y": y}),
+        ("softmax_cross_entropy", sd.softmax_cross_entropy, {"logits": x, "target": t}),
+        (
+            "softmax_cross_entropy_backward",
+            sd.softmax_cross_entropy_backward,
+            {"logits": x, "target": t, "grad": target.asarray(1.0)},
+        ),
+    ]
+
+
+def test_none_for_an_array_argument_is_a_type_error_naming_it(target):
+    for op, fn, args in _arguments(target):
+        for name in args:
+            call = dict(args, **{name: None})
+            with pytest.raises(TypeError, match=name) as info:
+                target.call(fn, *call.values())
+            assert "None" in str(info.value), f"{op}({name}=None): {info.value}"
+
+
+def test_complex_input_is_refused_by_every_op(target):
+    info = target.xp.__array_namespace_info__()
+    try:
+        complex_dtypes = info.dtypes(device=target.device, kind="complex floating")
+    except Exception:
+        complex_dtypes = {}
+    if not complex_dtypes:
+        pytest.skip(f"{target.backend} on {target.device_name} has no complex dtype")
+    dtype = next(iter(complex_dtypes.values()))
+    z = target.xp.asarray(np.ones((2, 3)), dtype=dtype, device=target.device)
+    real = target.asarray(np.full((2, 3), 1 / 3))
+    t = target.indices(np.array([0, 1]))
+    calls = [
+        (sd.softmax, (z,)),
+        (sd.log_softmax, (z,)),
+        (sd.softmax_backward, (z, real)),
+        (sd.softmax_backward, (real, z)),
+        (sd.log_softmax_backward, (z, real)),
+        (sd.softmax_cross_entropy, (z, t)),
+        (sd.softmax_cross_entropy_backward, (z, t)),
+    ]
+    for fn, args in calls:
+        with pytest.raises(TypeError, match="complex"):
+            target.call(fn, *args)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_out_overlapping_the_input_gives_the_result_of_a_copy(target, dtype, op):
+    """``out`` one row further on than ``x`` in the same buffer: each row written is read
+    later as input. The result must be what a separate ``out`` would get (where slicing
+    gives views; elsewhere the check is trivially the same)."""
+    if not target.writeable:
+        pytest.skip(f"{target.backend} arrays do not support item assignment")
+    fn = getattr(sd, op)
+    buf = target.asarray(logits((201, 120), seed=53), dtype)  # over the small-input cut-off
+    expected = target.to_numpy(target.call(fn, target.asarray(target.to_numpy(buf)[:-1], dtype)))
+    result = target.call(fn, buf[:-1, ...], out=buf[1:, ...])
+    np.testing.assert_array_equal(target.to_numpy(result), expected)
+
+
+@pytest.mark.parametrize("over", ["grad", "y"])
+def test_backward_out_overlapping_an_input_gives_the_result_of_a_copy(target, dtype, over):
+    if not target.writeable:
+        pytest.skip(f"{target.backend} arrays do not support item assignment")
+    y_host = target.to_numpy(target.call(sd.softmax, target.asarray(logits((201, 120), seed=54))))
+    g_host = logits((201, 120), seed=55, scale=1.0)
+    y, g = target.asarray(y_host, dtype), target.asarray(g_host, dtype)
+    head, tail = (slice(None, -1), ...), (slice(1, None), ...)
+    expected = target.to_numpy(target.call(sd.softmax_backward, g[head], y[head]))
+    out = g[tail] if over == "grad" else y[tail]
+    result = target.call(sd.softmax_backward, g[head], y[head], out=out)
+    np.testing.assert_array_equal(target.to_numpy(result), expected)

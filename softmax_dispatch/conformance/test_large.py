@@ -50,6 +50,30 @@ def test_large_forward_every_layout(target, dtype, op, layout):
     ref.assert_within(target.to_numpy(y), expected, bound(exact, expected, axes, dtype), op)
 
 
+#: Far from 0, where a rounded max (or log-sum folded into it) costs digits: the spacing
+#: of floats at the offset is well above the error the bounds allow.
+OFFSETS = {"float16": 1e4, "bfloat16": 1e4, "float32": 1e6, "float64": 1e14}
+
+
+@pytest.mark.parametrize("op", sorted(FORWARD))
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_large_offsets_every_layout(target, dtype, op, layout):
+    """``x - (max + log(sum))`` rounds the log-sum into the max; ``(x - max) - log(sum)``
+    does not. Every axis and layout, against the reference."""
+    fn, reference, bound = FORWARD[op]
+    shape, axis, axes, view = LAYOUTS[layout]
+    host = OFFSETS[dtype] + logits(shape, seed=60, scale=3.0)
+    x = target.asarray(host, dtype)
+    if view == "T":
+        x = target.xp.permute_dims(x, (1, 0))
+    elif view is not None:
+        x = x[view]
+    exact = target.to_numpy(x)
+    y = target.to_numpy(target.call(fn, x, axis))
+    expected = reference(exact, axes)
+    ref.assert_within(y, expected, bound(exact, expected, axes, dtype), f"{op} at an offset")
+
+
 @pytest.mark.parametrize("op", sorted(FORWARD))
 @pytest.mark.parametrize("layout", ["rows", "leading-axis", "outer-axes"])
 def test_large_forward_with_mask(target, dtype, op, layout):

@@ -1,4 +1,4 @@
-"""Property-based checks over shapes, axes, dtypes and magnitudes (hypothesis; profile
+"""Property-based checks over shapes, axes, dtypes and magnitudes (hypothesis; settings
 ``ci`` by default, ``SOFTMAX_DISPATCH_HYPOTHESIS=full`` for more examples)."""
 
 from __future__ import annotations
@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 
 import softmax_dispatch as sd
 from softmax_dispatch.conformance import reference as ref
+from softmax_dispatch.conformance.fixtures import hypothesis_settings
+
+SETTINGS = hypothesis_settings()
 
 
 @st.composite
@@ -30,6 +33,7 @@ def cases(draw):
     return data, axis, axes
 
 
+@SETTINGS
 @given(case=cases(), log=st.booleans())
 def test_forward_matches_reference(target, dtype, case, log):
     data, axis, axes = case
@@ -42,6 +46,7 @@ def test_forward_matches_reference(target, dtype, case, log):
     ref.assert_within(target.to_numpy(y), expected, bound, fn.__name__)
 
 
+@SETTINGS
 @given(case=cases())
 def test_backward_matches_reference(target, dtype, case):
     data, axis, axes = case
