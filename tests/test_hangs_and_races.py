@@ -3,6 +3,7 @@ and threads dispatching while a backend is unregistered."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -54,7 +55,7 @@ def test_a_finalizer_calling_softmax_while_the_thread_pool_starts_does_not_hang(
             capture_output=True,
             text=True,
             timeout=60,
-            env={"SOFTMAX_DISPATCH_NUM_THREADS": "2", "PATH": ""},
+            env=dict(os.environ, SOFTMAX_DISPATCH_NUM_THREADS="2"),
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"deadlock: the process hung (gc threshold {threshold})")
