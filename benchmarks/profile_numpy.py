@@ -1,130 +1,143 @@
 """Where the NumPy backend's time goes: the figures quoted in docs/performance.md ("Where
-the time goes") and in the comments of backends/softmax_dispatch_numpy/_kernels.py.
+the time goes") and in the comments of backends/softmax_dispatch_numpy/.
 
-    python benchmarks/profile_numpy.py
+    python benchmarks/profile_numpy.py [--quick]
 
-Each figure is a median over repeated runs, with the peer it is compared with timed in
-the same run:
+Each figure is a median of interleaved rounds against a peer timed in the same run:
 
-1. fresh memory: filling a new 64 MiB array against filling a reused one (1 and 2
-   threads), and log_softmax 4096x4096 float32 with fresh memory for the result against
-   ``out=`` (min-max over the calls: fresh pages cost a different amount each time);
-2. per element and core, with a 4x32000 float32 block in cache: exp, the max, the
-   scaling, NumPy's pairwise row sum and the kernels' two-stage row sum, each also as a
-   multiple of a same-run ``numpy.copyto`` of the block;
-3. block sizes: the kernels into ``out=`` with 512 KiB and 1 MiB blocks.
+1. fresh memory: softmax 4096x4096 float32 into a fresh result against into ``out=``,
+   and ``np.copy`` against ``np.copyto`` (the price of fresh pages);
+2. row sum: ``einsum`` against NumPy's pairwise ``add.reduce`` on a block in cache;
+3. block runs: handing threads single 1 MiB blocks in turn against runs of 4 MiB;
+4. block sizes: softmax, log_softmax and the backward with 256 KiB, 512 KiB and 1 MiB
+   blocks, each as a multiple of a same-run ``np.copy``.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+os.environ.setdefault("SOFTMAX_DISPATCH_NUM_THREADS", "2")
+
 import numpy as np
-from softmax_dispatch_numpy import _kernels, no_output_cache
+from softmax_dispatch_numpy import _rows, _threads
 
 import softmax_dispatch as sd
 
-
-def _times(fn: Callable[[], Any], repeat: int, inner: int = 1) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        out.append((time.perf_counter() - t0) / inner * 1e3)
-    return out
+QUICK = "--quick" in sys.argv
+ROUNDS = 3 if QUICK else 11
+SHAPE = (1024, 4096) if QUICK else (4096, 4096)
 
 
-def _median(fn: Callable[[], Any], repeat: int = 15, inner: int = 1) -> float:
-    return statistics.median(_times(fn, repeat, inner))
+def _settle(seconds: float = 0.02) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
-def fresh_memory() -> None:
-    n = 4096 * 4096
-    reused = np.empty(n, np.float32)
-    pool = ThreadPoolExecutor(2)
+def medians(impls: dict[str, Callable[[], Any]], inner: int = 1) -> dict[str, float]:
+    for fn in impls.values():
+        fn()
+    samples: dict[str, list[float]] = {k: [] for k in impls}
+    for _ in range(ROUNDS):
+        for name, fn in impls.items():
+            _settle()
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / inner * 1e3)
+    return {k: statistics.median(v) for k, v in samples.items()}
 
-    def fill2(a: np.ndarray) -> None:
-        half = a.size // 2
-        list(pool.map(lambda s: a[s].fill(1), [slice(0, half), slice(half, None)]))
 
-    rows = [
-        ("fill 64 MiB, 1 thread", lambda: np.empty(n, np.float32).fill(1), lambda: reused.fill(1)),
-        ("fill 64 MiB, 2 threads", lambda: fill2(np.empty(n, np.float32)), lambda: fill2(reused)),
-    ]
-    print("1. fresh memory (ms, medians of 15)")
-    for name, fresh, again in rows:
-        a, b = _median(fresh), _median(again)
-        print(f"   {name:28} fresh {a:6.2f}  reused {b:6.2f}  fresh/reused {a / b:4.2f}")
-    x = (np.random.default_rng(0).standard_normal((4096, 4096)) * 3).astype(np.float32)
+def with_setting(module: Any, name: str, value: Any, fn: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        old = getattr(module, name)
+        setattr(module, name, value)
+        try:
+            return fn()
+        finally:
+            setattr(module, name, old)
+
+    return run
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(SHAPE) * 3).astype(np.float32)
+    g = rng.standard_normal(SHAPE).astype(np.float32)
+    y = sd.softmax(x)
     out = np.empty_like(x)
+    label = "x".join(map(str, SHAPE))
 
-    def fresh_call() -> None:
-        with no_output_cache():
-            sd.log_softmax(x)
-
-    f, o = _times(fresh_call, 25), _times(lambda: sd.log_softmax(x, out=out), 25)
+    print(f"1. fresh memory, {label} float32 (ms, medians)")
+    t = medians(
+        {
+            "softmax": lambda: sd.softmax(x),
+            "softmax out=": lambda: sd.softmax(x, out=out),
+            "np.copy": lambda: np.copy(x),
+            "np.copyto": lambda: np.copyto(out, x),
+        }
+    )
     print(
-        f"   log_softmax 4096x4096 f32      fresh {min(f):.1f}-{max(f):.1f} "
-        f"(median {statistics.median(f):.1f})  out= {min(o):.1f}-{max(o):.1f} "
-        f"(median {statistics.median(o):.1f})"
+        f"   softmax fresh / out= {t['softmax'] / t['softmax out=']:.2f}"
+        f" ({t['softmax']:.2f} / {t['softmax out=']:.2f})"
+    )
+    print(
+        f"   np.copy / np.copyto  {t['np.copy'] / t['np.copyto']:.2f}"
+        f" ({t['np.copy']:.2f} / {t['np.copyto']:.2f})"
     )
 
+    block = (rng.random((64, 4096)) + 0.5).astype(np.float32)  # 1 MiB, in cache
+    t = medians(
+        {
+            "einsum": lambda: np.einsum("ij->i", block),
+            "add.reduce": lambda: np.add.reduce(block, axis=1),
+        },
+        inner=50,
+    )
+    print(
+        f"\n2. row sum of a 64x4096 float32 block: einsum / add.reduce "
+        f"{t['einsum'] / t['add.reduce']:.2f} ({t['einsum'] * 1e3:.0f} / "
+        f"{t['add.reduce'] * 1e3:.0f} us)"
+    )
 
-def per_element() -> None:
-    k, n = 4, 32000
-    x = (np.random.default_rng(1).standard_normal((k, n)) * 3).astype(np.float32)
-    y = np.exp(x)
-    dst = np.empty_like(x)
-    r = np.full((k, 1), 0.5, np.float32)
-    ops = {
-        "copyto (the peer)": lambda: np.copyto(dst, x),
-        "exp": lambda: np.exp(x, out=dst),
-        "max": lambda: np.maximum.reduce(x, axis=1, keepdims=True),
-        "scale": lambda: np.multiply(y, r, out=dst),
-        "row sum, NumPy pairwise": lambda: np.add.reduce(y, axis=1, keepdims=True),
-        "row sum, two-stage": lambda: _kernels._row_sum(y),
+    soft = lambda: sd.softmax(x)  # noqa: E731
+    t = medians(
+        {
+            "single blocks": with_setting(_threads, "RUN_BYTES", 1, soft),
+            "runs of 4 MiB": with_setting(_threads, "RUN_BYTES", 4 << 20, soft),
+            "np.copy": lambda: np.copy(x),
+        }
+    )
+    print(
+        f"\n3. block runs, softmax {label} / np.copy: single 1 MiB blocks "
+        f"{t['single blocks'] / t['np.copy']:.2f}, runs of 4 MiB "
+        f"{t['runs of 4 MiB'] / t['np.copy']:.2f}"
+    )
+
+    print(f"\n4. block sizes, {label} float32, as a multiple of np.copy")
+    impls: dict[str, Callable[[], Any]] = {"np.copy": lambda: np.copy(x)}
+    calls = {
+        "softmax": lambda: sd.softmax(x),
+        "log_softmax": lambda: sd.log_softmax(x),
+        "backward": lambda: sd.softmax_backward(g, y),
     }
-    print("2. per element and core, 4x32000 float32 block in cache (ns)")
-    base = None
-    for name, fn in ops.items():
-        ns = _median(fn, repeat=9, inner=300) * 1e6 / x.size
-        base = base or ns
-        print(f"   {name:28} {ns:6.3f}  x copy {ns / base:5.2f}")
-
-
-def block_sizes() -> None:
-    rng = np.random.default_rng(2)
-    x = (rng.standard_normal((4096, 4096)) * 3).astype(np.float32)
-    wide = (rng.standard_normal((256, 32000)) * 3).astype(np.float32)
-    y, g = sd.softmax(x), rng.standard_normal((4096, 4096)).astype(np.float32)
-    out, out_wide = np.empty_like(x), np.empty_like(wide)
-    cases = {
-        "softmax 4096x4096": ("FORWARD_BLOCK_BYTES", lambda: sd.softmax(x, out=out)),
-        "log_softmax 4096x4096": ("FORWARD_BLOCK_BYTES", lambda: sd.log_softmax(x, out=out)),
-        "softmax 256x32000": ("FORWARD_BLOCK_BYTES", lambda: sd.softmax(wide, out=out_wide)),
-        "softmax_backward 4096x4096": ("BLOCK_BYTES", lambda: sd.softmax_backward(g, y, out=out)),
-    }
-    print("3. block size, into out= (ms, medians of 15, sizes interleaved)")
-    for name, (knob, fn) in cases.items():
-        saved = getattr(_kernels, knob)
-        samples: dict[int, list[float]] = {1 << 19: [], 1 << 20: []}
-        try:
-            for _ in range(15):
-                for size, got in samples.items():
-                    setattr(_kernels, knob, size)
-                    got.extend(_times(fn, 1))
-        finally:
-            setattr(_kernels, knob, saved)
-        a, b = (statistics.median(v) for v in samples.values())
-        print(f"   {name:28} 512 KiB {a:6.2f}  1 MiB {b:6.2f}  1 MiB/512 KiB {b / a:4.2f}")
+    for kib in (256, 512, 1024):
+        for name, fn in calls.items():
+            run = with_setting(_rows, "BLOCK_BYTES", kib << 10, fn)
+            impls[f"{name} {kib}"] = with_setting(_rows, "FORWARD_BLOCK_BYTES", kib << 10, run)
+    t = medians(impls)
+    for name in calls:
+        cells = ", ".join(
+            f"{kib} KiB {t[f'{name} {kib}'] / t['np.copy']:.2f}" for kib in (256, 512, 1024)
+        )
+        print(f"   {name:12} {cells}")
 
 
 if __name__ == "__main__":
-    fresh_memory()
-    per_element()
-    block_sizes()
+    main()

@@ -13,7 +13,15 @@ from ._api import (
     softmax_cross_entropy,
     softmax_cross_entropy_backward,
 )
-from ._backend import Backend, BackendInfo, BackendUnavailable, PluginFailure
+from ._backend import (
+    Backend,
+    BackendInfo,
+    BackendUnavailable,
+    BenchCase,
+    BenchKit,
+    BenchTarget,
+    PluginFailure,
+)
 from ._dispatch import use_backend
 from ._hookspec import hookimpl
 from ._plugins import (
@@ -35,6 +43,9 @@ __all__ = [
     "Backend",
     "BackendInfo",
     "BackendUnavailable",
+    "BenchCase",
+    "BenchKit",
+    "BenchTarget",
     "LogSoftmax",
     "PluginError",
     "PluginFailure",

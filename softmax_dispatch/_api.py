@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import numbers
-import operator
 from types import ModuleType
 from typing import Any
 
-import array_api_compat
-
 from ._dispatch import Resolved, resolve
-from ._ops import index_dtype_target
 from ._validate import (
+    NO_GRAD,
+    CrossEntropyArgs,
     as_float,
+    check_cross_entropy,
     check_mask,
     check_out,
     deliver,
@@ -33,18 +32,10 @@ __all__ = [
     "softmax_cross_entropy_backward",
 ]
 
-REDUCTIONS = ("mean", "sum", "none")
-_INT64_MAX = 2**63 - 1
-
 
 def _optional(**arrays: Any) -> tuple[tuple[str, Any], ...]:
     """(label, array) pairs for the optional array arguments that were given."""
     return tuple((k, v) for k, v in arrays.items() if v is not None)
-
-
-#: What `_prepare_ce` is given for ``grad`` by the forward function, which has none
-#: (``None`` itself is a caller's mistake, reported as such).
-_NO_GRAD: Any = object()
 
 
 def _forward(
@@ -253,152 +244,24 @@ def log_softmax_backward(
     return _backward("log_softmax_backward", grad, y, axis, where, out, backend)
 
 
-def _ce_options(
-    reduction: Any, label_smoothing: Any, ignore_index: Any
-) -> tuple[str, float, int | None]:
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
-        raise TypeError(f"label_smoothing must be a float in [0, 1], got {label_smoothing!r}")
-    ls = float(label_smoothing)
-    if not 0.0 <= ls <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    if ignore_index is not None:
-        if isinstance(ignore_index, bool):
-            raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
-        try:
-            ignore_index = operator.index(ignore_index)
-        except TypeError:
-            raise TypeError(
-                f"ignore_index must be an int or None, got {type(ignore_index).__name__} "
-                f"{ignore_index!r}"
-            ) from None
-        if not -_INT64_MAX - 1 <= ignore_index <= _INT64_MAX:
-            raise ValueError(
-                f"ignore_index must be between -2**63 and 2**63 - 1 (class indices are "
-                f"compared as 64-bit integers), got {ignore_index}"
-            )
-    return reduction, ls, ignore_index
-
-
-def _check_class_indices(
-    xp: ModuleType, target: Array, n_classes: int, ignore_index: int | None
-) -> None:
-    """Eagerly reject out-of-range class indices where reading values is cheap; under
-    ``jax.jit`` or Dask the kernel marks those samples NaN instead."""
-    if array_api_compat.is_lazy_array(target) or is_empty(tuple(target.shape)):
-        return
-    # in the target's own dtype: exact, where a cast of a uint64 would wrap 2**64 - 1 to -1
-    lo, hi = int(xp.min(target)), int(xp.max(target))
-    if lo >= 0 and hi < n_classes:
-        return
-    if hi > _INT64_MAX:  # cannot be ignore_index (checked to fit int64): out of range
-        _out_of_range(hi, n_classes, ignore_index)
-    target = index_dtype_target(xp, target)  # no overflow comparing a uint8 with 300
-    bad = (target < 0) | (target >= n_classes)
-    if ignore_index is not None:
-        bad = bad & (target != ignore_index)
-    if bool(xp.any(bad)):
-        lo = int(xp.min(xp.where(bad, target, xp.zeros_like(target) + n_classes)))
-        hi = int(xp.max(xp.where(bad, target, xp.zeros_like(target))))
-        _out_of_range(lo if lo < 0 else hi, n_classes, ignore_index)
-
-
-def _out_of_range(value: int, n_classes: int, ignore_index: int | None) -> None:
-    raise IndexError(
-        f"target holds class index {value}, out of range for {n_classes} classes "
-        f"(allowed: 0 to {n_classes - 1}"
-        + (f", or ignore_index={ignore_index})" if ignore_index is not None else ")")
-    )
-
-
-def _prepare_ce(
+def _cross_entropy(
     logits: Array,
     target: Array,
     axis: Any,
-    reduction: Any,
-    label_smoothing: Any,
-    ignore_index: Any,
+    options: tuple[Any, Any, Any],
     weight: Any,
     backend: str | None,
-    grad: Any = _NO_GRAD,
-) -> tuple[Resolved, ModuleType, Array, Array, int, dict[str, Any], Any]:
-    reduction, ls, ignore_index = _ce_options(reduction, label_smoothing, ignore_index)
+    grad: Any = NO_GRAD,
+) -> tuple[Resolved, ModuleType, CrossEntropyArgs]:
+    """Resolve the backend for a cross-entropy call and validate its arguments."""
     logits, target = plain(logits, "logits"), plain(target, "target")
     weight = _plain_or_none(weight, "weight")
     others = (("target", target), *_optional(weight=weight))
-    if grad is not _NO_GRAD and not isinstance(grad, numbers.Number):
+    if grad is not NO_GRAD and not isinstance(grad, numbers.Number):
         grad = plain(grad, "grad")
         others += (("grad", grad),)
     res, xp = resolve(logits, others, backend, label="logits")
-    logits = as_float(xp, logits, None, "logits")
-    if logits.ndim == 0:
-        raise ValueError("logits must have at least one dimension (the class axis)")
-    if axis is None or isinstance(axis, (tuple, list)):
-        raise TypeError(f"axis for cross-entropy must be one int (the class axis), got {axis!r}")
-    (axis,) = normalize_axes(axis, logits.ndim)
-    shape = tuple(logits.shape)
-    n_classes = shape[axis]
-    if n_classes == 0:
-        raise ValueError(f"logits have 0 classes along axis {axis}; need at least one")
-    sample_shape = shape[:axis] + shape[axis + 1 :]
-    if xp.isdtype(target.dtype, "integral"):
-        index_target = True
-        if tuple(target.shape) != sample_shape:
-            raise ValueError(
-                f"class-index target must have the logits' shape without axis {axis}, "
-                f"{sample_shape}, got {tuple(target.shape)}"
-            )
-        _check_class_indices(xp, target, n_classes, ignore_index)
-    elif xp.isdtype(target.dtype, "real floating"):
-        index_target = False
-        if tuple(target.shape) != shape:
-            raise ValueError(
-                f"probability target must have the logits' shape {shape}, got {tuple(target.shape)}"
-            )
-        if ignore_index is not None:
-            raise ValueError(
-                "ignore_index applies to class-index (integer) targets only; "
-                "give probability targets zero rows instead"
-            )
-    else:
-        raise TypeError(
-            f"target must hold integer class indices or real floating class "
-            f"probabilities, got dtype {target.dtype}"
-        )
-    if weight is not None:
-        weight = as_float(xp, weight, None, "weight")
-        if tuple(weight.shape) != (n_classes,):
-            raise ValueError(
-                f"weight must have shape ({n_classes},), one entry per class, "
-                f"got {tuple(weight.shape)}"
-            )
-    if grad is not _NO_GRAD:
-        grad = _check_grad(xp, grad, reduction, sample_shape)
-    options = dict(
-        weight=weight,
-        ignore_index=ignore_index,
-        label_smoothing=ls,
-        reduction=reduction,
-        index_target=index_target,
-    )
-    return res, xp, logits, target, axis, options, grad
-
-
-def _check_grad(xp: ModuleType, grad: Any, reduction: str, sample_shape: tuple[int, ...]) -> Any:
-    if isinstance(grad, numbers.Number):
-        if isinstance(grad, bool) or not isinstance(grad, numbers.Real):
-            raise TypeError(f"grad must be a real number or an array, got {grad!r}")
-        return float(grad)
-    allowed = [()] if reduction != "none" else [(), sample_shape]
-    if tuple(grad.shape) not in allowed:
-        want = "a scalar (0-d)" if reduction != "none" else f"0-d or of shape {sample_shape}"
-        raise ValueError(
-            f"grad for reduction={reduction!r} must be {want}, got shape {tuple(grad.shape)}"
-        )
-    if not (xp.isdtype(grad.dtype, "real floating") or xp.isdtype(grad.dtype, "integral")):
-        raise TypeError(f"grad must be real, got dtype {grad.dtype}")
-    return grad
+    return res, xp, check_cross_entropy(xp, logits, target, axis, options, weight, grad)
 
 
 def softmax_cross_entropy(
@@ -449,10 +312,10 @@ def softmax_cross_entropy(
     ...                          reduction="none")
     Array([0.69314718, 0.        ], dtype=array_api_strict.float64)
     """
-    res, xp, logits, target, axis, options, _ = _prepare_ce(
-        logits, target, axis, reduction, label_smoothing, ignore_index, weight, backend
-    )
-    return _array(xp, res.kernels["cross_entropy"](xp, logits, target, axis, **options), logits)
+    options = (reduction, label_smoothing, ignore_index)
+    res, xp, a = _cross_entropy(logits, target, axis, options, weight, backend)
+    loss = res.kernels["cross_entropy"](xp, a.logits, a.target, a.axis, **a.options())
+    return _array(xp, loss, a.logits)
 
 
 def softmax_cross_entropy_backward(
@@ -481,8 +344,9 @@ def softmax_cross_entropy_backward(
     >>> sd.softmax_cross_entropy_backward(logits, xp.asarray([0]))  # softmax - onehot
     Array([[-0.5,  0.5]], dtype=array_api_strict.float64)
     """
-    res, xp, logits, target, axis, options, grad = _prepare_ce(
-        logits, target, axis, reduction, label_smoothing, ignore_index, weight, backend, grad
+    options = (reduction, label_smoothing, ignore_index)
+    res, xp, a = _cross_entropy(logits, target, axis, options, weight, backend, grad)
+    dx = res.kernels["cross_entropy_backward"](
+        xp, a.logits, a.target, a.grad, a.axis, **a.options()
     )
-    dx = res.kernels["cross_entropy_backward"](xp, logits, target, grad, axis, **options)
-    return _array(xp, dx, logits)
+    return _array(xp, dx, a.logits)

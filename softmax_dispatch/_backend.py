@@ -11,6 +11,9 @@ __all__ = [
     "KERNEL_NAMES",
     "Backend",
     "BackendInfo",
+    "BenchCase",
+    "BenchKit",
+    "BenchTarget",
     "BackendUnavailable",
     "PluginFailure",
     "device_name",
@@ -67,6 +70,16 @@ class Backend:
         values with the same signature as the generic kernel in ``softmax_dispatch._ops``.
     description
         One line shown by ``softmax-dispatch backends``.
+    batch_invariant
+        A promise that the backend's fused kernels compute each row over the last axis
+        from that row alone: ``op(x)[i]`` is bit-for-bit ``op(x[i:i+1])[0]`` for every
+        op. The conformance suite checks every backend and reports the result; a backend
+        that promises it fails the suite if it breaks it.
+    bench
+        ``bench(device) -> BenchKit``: what ``softmax-dispatch bench --backend NAME`` needs
+        to know that only the backend knows (its library's own implementations to time
+        against, its thread knob, its device timer, its targets), imported lazily.
+        ``None``: the bench times ours against the memory floor only.
 
     Examples
     --------
@@ -89,6 +102,8 @@ class Backend:
     synchronize: Callable[[Any], None] | None = None
     kernels: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     description: str = ""
+    batch_invariant: bool = False
+    bench: Callable[[Any], BenchKit] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -98,12 +113,17 @@ class Backend:
             )
         if not callable(self.owns):
             raise TypeError(f"Backend {self.name!r}: owns must be callable, got {self.owns!r}")
-        for attr in ("namespace", "devices", "to_numpy", "synchronize"):
+        for attr in ("namespace", "devices", "to_numpy", "synchronize", "bench"):
             value = getattr(self, attr)
             if value is not None and not callable(value):
                 raise TypeError(
                     f"Backend {self.name!r}: {attr} must be callable or None, got {value!r}"
                 )
+        if not isinstance(self.batch_invariant, bool):
+            raise TypeError(
+                f"Backend {self.name!r}: batch_invariant must be a bool, "
+                f"got {self.batch_invariant!r}"
+            )
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise TypeError(
                 f"Backend {self.name!r}: priority must be an int, got {self.priority!r}"
@@ -124,6 +144,91 @@ class Backend:
                 raise TypeError(f"Backend {self.name!r}: kernel {op!r} is not callable: {fn!r}")
         # Freeze the mapping so a frozen Backend really is immutable.
         object.__setattr__(self, "kernels", MappingProxyType(dict(self.kernels)))
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One benchmark case as the bench hands it to a backend's `BenchKit`.
+
+    ``kind`` is ``"forward"`` (``op`` is softmax or log_softmax; ``arrays["x"]``),
+    ``"out"`` (the same, into ``arrays["out"]``), ``"backward"`` (``op`` is
+    softmax_backward or log_softmax_backward; ``arrays["grad"]``, ``arrays["y"]``),
+    ``"cross_entropy"`` (loss and gradient; ``arrays["logits"]``, ``arrays["target"]``)
+    or ``"autograd"`` (forward and backward through the library's autodiff;
+    ``arrays["x"]``, ``arrays["grad"]``). Arrays are the backend's, on ``device``.
+    """
+
+    name: str
+    kind: str
+    op: str
+    shape: tuple[int, ...]
+    dtype: str
+    axis: int
+    arrays: Mapping[str, Any]
+    device: Any = None
+
+
+@dataclass(frozen=True)
+class BenchTarget:
+    """A ratio a backend holds itself to: median time of ``numerator`` over median time
+    of ``denominator`` (implementation names: ``ours``, ``ours out=``, ``floor``,
+    ``floor out=``, or a peer's name) in ``case``, at most ``bound`` (``sense="<="``) or
+    at least (``">="``). ``numerator="peak memory"`` compares the peak extra memory of
+    ours with the result's size."""
+
+    case: str
+    numerator: str
+    denominator: str
+    bound: float
+    sense: str = "<="
+
+    def __post_init__(self) -> None:
+        if self.sense not in ("<=", ">="):
+            raise ValueError(f"BenchTarget sense must be '<=' or '>=', got {self.sense!r}")
+
+
+@dataclass(frozen=True)
+class BenchKit:
+    """What ``softmax-dispatch bench --backend NAME`` learns from the backend.
+
+    Parameters
+    ----------
+    peers
+        ``peers(case) -> {name: callable}``: the library's own implementations of the
+        case (zero-argument callables returning their result), imported the way their
+        users import them. Empty where the library has none.
+    threads
+        ``threads(n)``: run the backend's kernels (and its peers) on ``n`` threads.
+    finish
+        ``finish(result)``: wait until a result exists (JAX's ``block_until_ready``,
+        Dask's ``compute``); ``Backend.synchronize`` is called after it.
+    timer
+        ``timer(fn, inner) -> ms``: the time of one call, from ``inner`` calls, with the
+        library's device events (CUDA) where it has them. ``None``: the host clock around
+        the calls, then ``finish`` and ``Backend.synchronize``.
+    peak_memory
+        ``peak_memory(fn) -> bytes``: the peak memory one call allocates beyond what
+        existed before it (NumPy: tracemalloc). ``None``: not measured.
+    cases
+        Names of the cases ``bench`` runs for this backend by default.
+    targets
+        The ratios the backend holds itself to, each checked and reported.
+    versions
+        ``versions() -> {library: version}`` for the report (the library and its peers).
+    prepare
+        ``prepare(arrays) -> arrays``: the case's arrays in the form the library's users
+        hold them (Dask: chunked along the rows and persisted). ``None``: as made.
+    """
+
+    peers: Callable[[BenchCase], Mapping[str, Callable[[], Any]]] = lambda case: {}
+    threads: Callable[[int], None] | None = None
+    finish: Callable[[Any], Any] | None = None
+    timer: Callable[[Callable[[], Any], int], float] | None = None
+    peak_memory: Callable[[Callable[[], Any]], int] | None = None
+    cases: Sequence[str] = ()
+    targets: Sequence[BenchTarget] = ()
+    versions: Callable[[], Mapping[str, str]] | None = None
+    prepare: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

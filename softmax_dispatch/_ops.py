@@ -22,6 +22,8 @@ from typing import Any
 
 from array_api_compat import device as _device
 
+from ._validate import index_dtype_target
+
 Array = Any
 
 __all__ = [
@@ -222,18 +224,6 @@ def _class_weights(
             n_samples *= s
         denom = xp.asarray(float(n_samples), dtype=dt, device=_device(logits))
     return a, keep, bad, denom
-
-
-def index_dtype_target(xp: ModuleType, target: Array) -> Array:
-    """Class indices in the namespace's indexing dtype (int64, or int32 where 64-bit
-    integers are off), so comparisons with class counts and ``ignore_index`` never
-    overflow a small integer dtype."""
-    try:
-        info = xp.__array_namespace_info__()
-        idx = info.default_dtypes(device=_device(target))["indexing"]
-    except Exception:  # no inspection API: the widest the namespace surely has
-        idx = xp.int64
-    return target if target.dtype == idx else xp.astype(target, idx)
 
 
 def _safe_div(xp: ModuleType, num: Array, denom: Array) -> Array:

@@ -4,8 +4,10 @@ is allowed."""
 from __future__ import annotations
 
 import contextlib
+import numbers
 import operator
 import sys
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -14,9 +16,14 @@ import array_api_compat
 from ._backend import type_name
 
 __all__ = [
+    "NO_GRAD",
+    "REDUCTIONS",
     "AxisError",
+    "CrossEntropyArgs",
     "as_float",
+    "check_cross_entropy",
     "check_mask",
+    "cross_entropy_options",
     "check_out",
     "deliver",
     "dtype_kind",
@@ -214,3 +221,197 @@ def is_empty(shape: tuple[Any, ...]) -> bool:
     """Whether a dimension is known to be 0 (Dask may not know a size: None or nan,
     which compare unequal to 0)."""
     return 0 in shape
+
+
+# ------------------------------------------------------------------- cross-entropy
+REDUCTIONS = ("mean", "sum", "none")
+_INT64_MAX = 2**63 - 1
+#: ``grad`` as the forward function passes it: it has none (``None`` itself is a
+#: caller's mistake, reported as such).
+NO_GRAD: Any = object()
+
+
+@dataclass(frozen=True)
+class CrossEntropyArgs:
+    """A validated cross-entropy call, in the form the kernels take it."""
+
+    logits: Any
+    target: Any
+    axis: int
+    weight: Any
+    ignore_index: int | None
+    label_smoothing: float
+    reduction: str
+    index_target: bool
+    grad: Any = None
+
+    def options(self) -> dict[str, Any]:
+        """The kernels' keyword arguments."""
+        return dict(
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+            index_target=self.index_target,
+        )
+
+
+def cross_entropy_options(
+    reduction: Any, label_smoothing: Any, ignore_index: Any
+) -> tuple[str, float, int | None]:
+    """The scalar options, checked: ``(reduction, label_smoothing, ignore_index)``."""
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
+        raise TypeError(f"label_smoothing must be a float in [0, 1], got {label_smoothing!r}")
+    ls = float(label_smoothing)
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    if ignore_index is not None:
+        if isinstance(ignore_index, bool):
+            raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
+        try:
+            ignore_index = operator.index(ignore_index)
+        except TypeError:
+            raise TypeError(
+                f"ignore_index must be an int or None, got {type(ignore_index).__name__} "
+                f"{ignore_index!r}"
+            ) from None
+        if not -_INT64_MAX - 1 <= ignore_index <= _INT64_MAX:
+            raise ValueError(
+                f"ignore_index must be between -2**63 and 2**63 - 1 (class indices are "
+                f"compared as 64-bit integers), got {ignore_index}"
+            )
+    return reduction, ls, ignore_index
+
+
+def check_cross_entropy(
+    xp: ModuleType,
+    logits: Any,
+    target: Any,
+    axis: Any,
+    options: tuple[Any, Any, Any],
+    weight: Any,
+    grad: Any = NO_GRAD,
+) -> CrossEntropyArgs:
+    """Every argument of a cross-entropy call checked against the others (shapes, dtypes,
+    class indices where they can be read without a device sync)."""
+    reduction, ls, ignore_index = cross_entropy_options(*options)
+    logits = as_float(xp, logits, None, "logits")
+    if logits.ndim == 0:
+        raise ValueError("logits must have at least one dimension (the class axis)")
+    if axis is None or isinstance(axis, (tuple, list)):
+        raise TypeError(f"axis for cross-entropy must be one int (the class axis), got {axis!r}")
+    (axis,) = normalize_axes(axis, logits.ndim)
+    shape = tuple(logits.shape)
+    n_classes = shape[axis]
+    if n_classes == 0:
+        raise ValueError(f"logits have 0 classes along axis {axis}; need at least one")
+    sample_shape = shape[:axis] + shape[axis + 1 :]
+    kind = dtype_kind(xp, target.dtype)
+    if kind == "int":
+        if tuple(target.shape) != sample_shape:
+            raise ValueError(
+                f"class-index target must have the logits' shape without axis {axis}, "
+                f"{sample_shape}, got {tuple(target.shape)}"
+            )
+        if reads_are_cheap(target):
+            check_class_indices(xp, target, n_classes, ignore_index)
+    elif kind == "float":
+        if tuple(target.shape) != shape:
+            raise ValueError(
+                f"probability target must have the logits' shape {shape}, got {tuple(target.shape)}"
+            )
+        if ignore_index is not None:
+            raise ValueError(
+                "ignore_index applies to class-index (integer) targets only; "
+                "give probability targets zero rows instead"
+            )
+    else:
+        raise TypeError(
+            f"target must hold integer class indices or real floating class "
+            f"probabilities, got dtype {target.dtype}"
+        )
+    if weight is not None:
+        weight = as_float(xp, weight, None, "weight")
+        if tuple(weight.shape) != (n_classes,):
+            raise ValueError(
+                f"weight must have shape ({n_classes},), one entry per class, "
+                f"got {tuple(weight.shape)}"
+            )
+    if grad is not NO_GRAD:
+        grad = _check_grad(xp, grad, reduction, sample_shape)
+    return CrossEntropyArgs(
+        logits, target, axis, weight, ignore_index, ls, reduction, kind == "int", grad
+    )
+
+
+def _check_grad(xp: ModuleType, grad: Any, reduction: str, sample_shape: tuple[int, ...]) -> Any:
+    if isinstance(grad, numbers.Number):
+        if isinstance(grad, bool) or not isinstance(grad, numbers.Real):
+            raise TypeError(f"grad must be a real number or an array, got {grad!r}")
+        return float(grad)
+    allowed = [()] if reduction != "none" else [(), sample_shape]
+    if tuple(grad.shape) not in allowed:
+        want = "a scalar (0-d)" if reduction != "none" else f"0-d or of shape {sample_shape}"
+        raise ValueError(
+            f"grad for reduction={reduction!r} must be {want}, got shape {tuple(grad.shape)}"
+        )
+    if dtype_kind(xp, grad.dtype) == "other":
+        raise TypeError(f"grad must be real, got dtype {grad.dtype}")
+    return grad
+
+
+def reads_are_cheap(a: Any) -> bool:
+    """Whether reading ``a``'s values now costs no device synchronisation and no
+    computation: not lazy (Dask; JAX, whose arrays may be tracers, so eager calls behave
+    as jitted ones do) and in host memory (not CuPy, not a CUDA tensor). Class indices
+    are checked eagerly only then; elsewhere an out-of-range index gives that sample a
+    NaN loss and gradient."""
+    if array_api_compat.is_lazy_array(a) or array_api_compat.is_cupy_array(a):
+        return False
+    if array_api_compat.is_torch_array(a):
+        return a.device.type == "cpu"
+    return True
+
+
+def check_class_indices(
+    xp: ModuleType, target: Any, n_classes: int, ignore_index: int | None
+) -> None:
+    """`IndexError` naming an out-of-range class index (one that is not ``ignore_index``)."""
+    if is_empty(tuple(target.shape)):
+        return
+    # in the target's own dtype: exact, where a cast of a uint64 would wrap 2**64 - 1 to -1
+    lo, hi = int(xp.min(target)), int(xp.max(target))
+    if lo >= 0 and hi < n_classes:
+        return
+    if hi > _INT64_MAX:  # cannot be ignore_index (checked to fit int64): out of range
+        _out_of_range(hi, n_classes, ignore_index)
+    target = index_dtype_target(xp, target)  # no overflow comparing a uint8 with 300
+    bad = (target < 0) | (target >= n_classes)
+    if ignore_index is not None:
+        bad = bad & (target != ignore_index)
+    if bool(xp.any(bad)):
+        lo = int(xp.min(xp.where(bad, target, xp.zeros_like(target) + n_classes)))
+        hi = int(xp.max(xp.where(bad, target, xp.zeros_like(target))))
+        _out_of_range(lo if lo < 0 else hi, n_classes, ignore_index)
+
+
+def _out_of_range(value: int, n_classes: int, ignore_index: int | None) -> None:
+    raise IndexError(
+        f"target holds class index {value}, out of range for {n_classes} classes "
+        f"(allowed: 0 to {n_classes - 1}"
+        + (f", or ignore_index={ignore_index})" if ignore_index is not None else ")")
+    )
+
+
+def index_dtype_target(xp: ModuleType, target: Any) -> Any:
+    """Class indices in the namespace's indexing dtype (int64, or int32 where 64-bit
+    integers are off), so comparisons with class counts and ``ignore_index`` never
+    overflow a small integer dtype."""
+    try:
+        info = xp.__array_namespace_info__()
+        idx = info.default_dtypes(device=array_api_compat.device(target))["indexing"]
+    except Exception:  # no inspection API: the widest the namespace surely has
+        idx = xp.int64
+    return target if target.dtype == idx else xp.astype(target, idx)

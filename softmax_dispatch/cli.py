@@ -109,6 +109,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                     "skipped": r.skipped,
                     "seconds": round(r.seconds, 3),
                     "failures": r.failures,
+                    "batch_invariant": r.batch_invariant,
                 }
                 for r in rows
             ],
@@ -126,11 +127,15 @@ def cmd_check(args: argparse.Namespace) -> int:
                 str(r.passed),
                 str(r.failed),
                 str(r.skipped),
+                {True: "yes", False: "no", None: "-"}[r.batch_invariant],
                 f"{r.seconds:.1f}s",
             ]
             for r in rows
         ]
-        headers = ["backend", "device", "kernels", "dtypes", "passed", "failed", "skipped", "time"]
+        headers = [
+            "backend", "device", "kernels", "dtypes", "passed", "failed", "skipped",
+            "batch-invariant", "time",
+        ]  # fmt: skip
         print()
         print(_table(headers, table))
         for name, why in not_run:
@@ -149,13 +154,18 @@ _DTYPE_ORDER = ("float16", "bfloat16", "float32", "float64")
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
+    if args.list:
+        print("\n".join(bench.case_names()))
+        return 0
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         print(
             "softmax-dispatch bench: --plot needs matplotlib: pip install 'softmax-dispatch[plot]'",
             file=sys.stderr,
         )
         return 2
-    return bench.main(args.case, args.threads, args.json, args.plot)
+    return bench.main(
+        args.backend, args.device, args.case, args.threads, args.json, args.plot, args.rounds
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,13 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_check)
     b = sub.add_parser(
         "bench",
-        help="benchmark the NumPy kernels against SciPy, textbook NumPy, PyTorch, JAX",
-        description="Time ours and every installed peer in the same run, interleaved; "
-        "report medians, GB/s, the fraction of a same-run copy, target ratios and peak "
-        "extra memory.",
+        help="time ours against the memory floor and the library's own softmax",
+        description="Time ours, a same-run copy of the same bytes (the floor) and the "
+        "backend's library's own implementations in one run, interleaved; report medians, "
+        "GB/s, ratios to the floor and the backend's targets. Progress goes to stderr.",
     )
+    b.add_argument("--backend", default="numpy", metavar="NAME", help="backend (default numpy)")
+    b.add_argument("--device", metavar="DEV", help="device by name (default: the first)")
     b.add_argument("--case", action="append", metavar="TEXT", help="only cases containing TEXT")
-    b.add_argument("--threads", type=int, help="threads for ours and PyTorch (default: cores)")
+    b.add_argument("--list", action="store_true", help="list the cases and exit")
+    b.add_argument("--threads", type=int, help="threads for ours and the peers (default: cores)")
+    b.add_argument("--rounds", type=int, help="timed rounds per case (default: per case)")
     b.add_argument("--json", action="store_true", help="print results as JSON")
     b.add_argument("--plot", metavar="FILE.png", help="draw the comparison (needs matplotlib)")
     b.set_defaults(func=cmd_bench)

@@ -9,7 +9,6 @@ from typing import Any
 import array_api_compat
 
 from ._api import (
-    _ce_options,
     log_softmax,
     log_softmax_backward,
     softmax,
@@ -17,6 +16,7 @@ from ._api import (
     softmax_cross_entropy,
     softmax_cross_entropy_backward,
 )
+from ._validate import cross_entropy_options
 
 Array = Any
 
@@ -176,7 +176,7 @@ class SoftmaxCrossEntropy:
         weight: Array | None = None,
     ) -> None:
         self.axis = _check_axis(axis, single=True)
-        self.reduction, self.label_smoothing, self.ignore_index = _ce_options(
+        self.reduction, self.label_smoothing, self.ignore_index = cross_entropy_options(
             reduction, label_smoothing, ignore_index
         )
         self.weight = weight

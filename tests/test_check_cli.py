@@ -40,7 +40,8 @@ def test_bare_check_prints_table_and_lists_what_did_not_run():
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("backend "))
     assert lines[header].split() == [
-        "backend", "device", "kernels", "dtypes", "passed", "failed", "skipped", "time",
+        "backend", "device", "kernels", "dtypes", "passed", "failed", "skipped",
+        "batch-invariant", "time",
     ]  # fmt: skip
     rows = {tuple(line.split()[:2]) for line in lines[header + 2 :] if not line.startswith("not")}
     assert ("numpy", "cpu") in rows

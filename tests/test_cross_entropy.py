@@ -595,3 +595,35 @@ def test_uint64_class_index_beyond_int64_is_named_as_it_is(path, ignore_index):
 def test_ignore_index_outside_the_int64_range_is_refused():
     with pytest.raises(ValueError, match=r"ignore_index .* -2\*\*63 .* 2\*\*63 - 1"):
         sd.softmax_cross_entropy(np.zeros((1, 3)), np.array([0]), ignore_index=2**64 - 1)
+
+
+def test_class_indices_are_read_eagerly_only_where_that_needs_no_device_sync():
+    """Host arrays are checked (an IndexError naming the value); arrays whose values
+    cannot be read without a device sync or a computation are not read: their
+    out-of-range samples get a NaN loss instead (documented in the user guide)."""
+    from softmax_dispatch._validate import reads_are_cheap
+
+    assert reads_are_cheap(np.zeros(3, dtype=np.int64))
+    torch = pytest.importorskip("torch")
+    assert reads_are_cheap(torch.zeros(3, dtype=torch.int64))
+    assert not reads_are_cheap(torch.zeros(3, dtype=torch.int64, device="meta"))
+    da = pytest.importorskip("dask.array")
+    assert not reads_are_cheap(da.zeros(3, dtype=np.int64, chunks=1))
+    jax = pytest.importorskip("jax")
+    # JAX arrays never: the same semantics eagerly as under jit, where values are tracers
+    assert not reads_are_cheap(jax.numpy.zeros(3, dtype=jax.numpy.int32))
+
+
+def test_an_out_of_range_class_on_a_lazy_array_is_nan_without_computing():
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    logits = da.from_array(np.zeros((3, 4)), chunks=(1, 4))
+    target = da.from_array(np.array([0, 9, 1]), chunks=1)
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the call computed the graph")
+
+    with dask.config.set(scheduler=no_compute):
+        loss = sd.softmax_cross_entropy(logits, target, reduction="none")
+    np.testing.assert_array_equal(np.isnan(loss.compute()), [False, True, False])

@@ -30,6 +30,12 @@ def _to_numpy(x: Any) -> Any:
     return numpy.asarray(x.compute())
 
 
+def _bench(device: Any) -> Any:
+    from .bench_kits import dask_kit
+
+    return dask_kit(device)
+
+
 @hookimpl
 def softmax_dispatch_backends() -> Iterable[Backend]:
     yield Backend(
@@ -38,5 +44,6 @@ def softmax_dispatch_backends() -> Iterable[Backend]:
         namespace=_namespace,
         devices=_devices,
         to_numpy=_to_numpy,
+        bench=_bench,
         description="Dask arrays, lazily, generic kernels",
     )

@@ -34,6 +34,12 @@ def _synchronize(device: Any) -> None:
     """JAX work is waited for with ``block_until_ready`` on the result, not per device."""
 
 
+def _bench(device: Any) -> Any:
+    from .bench_kits import jax_kit
+
+    return jax_kit(device)
+
+
 @hookimpl
 def softmax_dispatch_backends() -> Iterable[Backend]:
     yield Backend(
@@ -42,6 +48,7 @@ def softmax_dispatch_backends() -> Iterable[Backend]:
         namespace=_namespace,
         devices=_devices,
         to_numpy=_to_numpy,
+        bench=_bench,
         synchronize=_synchronize,
         description="JAX arrays (jit and grad pass through), generic kernels",
     )

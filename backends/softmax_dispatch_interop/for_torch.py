@@ -36,6 +36,12 @@ def _synchronize(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
+def _bench(device: Any) -> Any:
+    from .bench_kits import torch_kit
+
+    return torch_kit(device)
+
+
 @hookimpl
 def softmax_dispatch_backends() -> Iterable[Backend]:
     yield Backend(
@@ -44,6 +50,7 @@ def softmax_dispatch_backends() -> Iterable[Backend]:
         namespace=_namespace,
         devices=_devices,
         to_numpy=_to_numpy,
+        bench=_bench,
         synchronize=_synchronize,
         description="PyTorch tensors, through the generic kernels",
     )

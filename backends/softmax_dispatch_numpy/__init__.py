@@ -2,9 +2,8 @@
 kernels (``_kernels``) that replace the generic ones for every op.
 
 Registered through the ``softmax_dispatch`` entry-point group, exactly as a third-party
-plugin would be. ``SOFTMAX_DISPATCH_NUM_THREADS`` sets the thread count;
-``SOFTMAX_DISPATCH_OUTPUT_CACHE_MB`` the pool that large results reuse (`_outputs`),
-which `empty_cache` empties and `cache_info` describes.
+plugin would be. ``SOFTMAX_DISPATCH_NUM_THREADS`` sets the thread count. Results are
+allocated fresh, as NumPy does; ``out=`` is the way to reuse memory.
 """
 
 from __future__ import annotations
@@ -17,15 +16,7 @@ from array_api_compat import is_numpy_array
 
 from softmax_dispatch import Backend, hookimpl
 
-from ._outputs import CacheInfo, cache_info, empty_cache, no_output_cache
-
-__all__ = [
-    "CacheInfo",
-    "cache_info",
-    "empty_cache",
-    "no_output_cache",
-    "softmax_dispatch_backends",
-]
+__all__ = ["softmax_dispatch_backends"]
 
 
 def _fused_kernels() -> dict[str, Any]:
@@ -50,6 +41,13 @@ def _synchronize(device: Any) -> None:
     """NumPy runs synchronously: nothing to wait for."""
 
 
+def _bench_kit(device: Any) -> Any:
+    # (not called _bench: importing the submodule _bench would rebind that name)
+    from ._bench import kit
+
+    return kit(device)
+
+
 @hookimpl
 def softmax_dispatch_backends() -> Iterable[Backend]:
     yield Backend(
@@ -60,4 +58,6 @@ def softmax_dispatch_backends() -> Iterable[Backend]:
         synchronize=_synchronize,
         kernels=_fused_kernels(),
         description="NumPy on the CPU, fused multi-threaded kernels",
+        batch_invariant=True,
+        bench=_bench_kit,
     )

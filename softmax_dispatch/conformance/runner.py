@@ -15,6 +15,7 @@ from .targets import Target, Unrunnable, select_targets
 __all__ = ["Row", "Unrunnable", "run"]
 
 HERE = Path(__file__).resolve().parent
+INVARIANCE_TEST = "test_each_row_is_computed_from_itself_alone"
 
 
 @dataclass
@@ -30,6 +31,9 @@ class Row:
     skipped: int = 0
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    #: Batch invariance over the last axis: True (held everywhere it was checked),
+    #: False (broken somewhere, reported as xfail or failed), None (not checked).
+    batch_invariant: bool | None = None
 
 
 class _Collector:
@@ -58,6 +62,10 @@ class _Collector:
         if key is None:
             return
         row = self.rows[key]
+        checked = not (report.skipped and not hasattr(report, "wasxfail"))
+        if INVARIANCE_TEST in report.nodeid and report.when == "call" and checked:
+            held = report.passed and not hasattr(report, "wasxfail")
+            row.batch_invariant = held and row.batch_invariant is not False
         row.seconds += report.duration
         before = self._outcome.get(report.nodeid)
         if report.failed and before != "failed":
