@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-# Two virtual CPU devices for JAX, set before anything imports jax.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-
 import sys
 import textwrap
 from collections.abc import Callable

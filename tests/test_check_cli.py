@@ -126,14 +126,23 @@ def test_backend_with_only_name_owns_and_namespace_is_checkable(tmp_path: Path):
     assert all(r["failed"] == 0 and r["passed"] > 0 for r in rows)
 
 
-def test_check_runs_jax_on_two_virtual_devices():
+@pytest.mark.parametrize("count", [None, 2])
+def test_check_runs_jax_on_the_devices_backends_lists(count):
+    """One CPU device by default; two virtual ones when the user asks XLA for them, and
+    then `softmax-dispatch backends` lists both too."""
     pytest.importorskip("jax")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if count:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
     proc = _run("check", "--backend", "jax", "--json", "--", "-k", "rows_sum", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(proc.stdout)["targets"]
-    assert {r["device"] for r in rows} == {"cpu:0", "cpu:1"}
+    expected = {f"cpu:{i}" for i in range(count or 1)}
+    assert {r["device"] for r in rows} == expected
     assert all(set(r["paths"]) == {"generic", "jit"} for r in rows)
+    listed = json.loads(_run("backends", "--json", env=env).stdout)["backends"]
+    (jax_row,) = [b for b in listed if b["name"] == "jax"]
+    assert set(jax_row["devices"]) == expected
 
 
 def test_check_with_no_test_selected_is_a_failure():

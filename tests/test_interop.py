@@ -10,11 +10,6 @@ passes, and the textbook cross-entropy (or the library's own implementation, e.g
 from __future__ import annotations
 
 import functools
-import os
-
-# JAX reads this once, when it first initialises: two virtual CPU devices for the device
-# tests. Set before anything imports jax.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
 import numpy as np
 import pytest
@@ -356,17 +351,6 @@ def jax():
     return pytest.importorskip("jax")
 
 
-@pytest.fixture(scope="module")
-def two_jax_devices(jax):
-    devices = jax.devices()
-    if len(devices) < 2:
-        pytest.skip(
-            "JAX was initialised with one device before this module set "
-            "XLA_FLAGS=--xla_force_host_platform_device_count=2"
-        )
-    return devices[:2]
-
-
 def assert_jax_like(result, like, dtype=None):
     import jax
 
@@ -538,43 +522,6 @@ def test_jax_out_is_rejected_because_arrays_are_immutable(jax):
     with pytest.raises(TypeError, match="item assignment"):
         sd.softmax(x, out=out)
     np.testing.assert_array_equal(np.asarray(out), 0.0)
-
-
-@pytest.mark.parametrize("op", sorted(FORWARD))
-def test_jax_result_stays_on_the_second_device(jax, two_jax_devices, op):
-    fn, ref = FORWARD[op]
-    device = two_jax_devices[1]
-    x = jax.device_put(jax.numpy.asarray(data(), dtype=jax.numpy.float32), device)
-    assert x.devices() == {device}
-    result = fn(x)
-    assert result.devices() == {device}
-    assert_jax_like(result, x)
-    np.testing.assert_allclose(np.asarray(result), ref(np.asarray(x)), **TOL["float32"])
-    jitted = jax.jit(fn)(x)
-    assert jitted.devices() == {device}
-
-
-def test_jax_backward_and_cross_entropy_stay_on_the_second_device(jax, two_jax_devices):
-    device = two_jax_devices[1]
-    jnp = jax.numpy
-    y = jax.device_put(jnp.asarray(ref_softmax(data((4, 5))), dtype=jnp.float32), device)
-    g = jax.device_put(jnp.ones((4, 5), dtype=jnp.float32), device)
-    assert sd.softmax_backward(g, y).devices() == {device}
-    target = jax.device_put(jnp.asarray([0, 1, 2, 3]), device)
-    assert sd.softmax_cross_entropy(y, target).devices() == {device}
-    assert sd.softmax_cross_entropy_backward(y, target).devices() == {device}
-
-
-def test_jax_arrays_on_two_devices_in_one_call_raise(jax, two_jax_devices):
-    dev0, dev1 = two_jax_devices
-    jnp = jax.numpy
-    grad = jax.device_put(jnp.ones((2, 3), dtype=jnp.float32), dev0)
-    y = jax.device_put(jnp.full((2, 3), 1 / 3, dtype=jnp.float32), dev1)
-    with pytest.raises(TypeError, match="device"):
-        sd.softmax_backward(grad, y)
-    target = jax.device_put(jnp.asarray([0, 1]), dev1)
-    with pytest.raises(TypeError, match="device"):
-        sd.softmax_cross_entropy(grad, target)
 
 
 # ---------------------------------------------------------------------------------------

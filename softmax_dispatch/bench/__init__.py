@@ -22,7 +22,7 @@ from typing import Any
 from .. import _plugins
 from .._backend import BackendInfo, BenchKit, device_name
 from . import _cases, _report
-from ._timing import Clock, interleaved
+from ._timing import Clock, interleaved, medians
 
 __all__ = ["DEFAULT_CASES", "main"]
 
@@ -79,10 +79,10 @@ def _healthy_peers(kit: BenchKit, xp: Any, device: Any, name: str, clock: Clock)
         if peer.startswith("ours"):
             continue
         try:
-            times = interleaved({"peer": fn, "floor": floor}, clock, rounds=5, inner=20)
-        except Exception as exc:  # a peer that cannot run the probe is judged per case
-            del exc
+            samples = interleaved({"peer": fn, "floor": floor}, clock, rounds=5, inner=20)
+        except Exception:  # a peer that cannot run the probe is judged case by case
             continue
+        times = medians(samples)
         ratio = times["peer"] / times["floor"]
         if ratio > HEALTHY:
             refused[peer] = (
@@ -117,14 +117,15 @@ def _run_case(
             del impls[impl]
     if not any(impl.startswith("ours") for impl in impls):
         why = "the backend gives no way to run ours on this case"
-        return dict(case=case, times={}, skipped={"ours": why, **skipped}, peak=None)
-    times = interleaved(impls, clock, rounds or spec.rounds, spec.inner)
+        return dict(case=case, samples={}, times={}, skipped={"ours": why, **skipped}, peak=None)
+    samples = interleaved(impls, clock, rounds or spec.rounds, spec.inner)
+    times = medians(samples)
     peak = None
     if kit.peak_memory is not None and "ours" in impls and case.kind != "autograd":
         result = impls["ours"]()
         peak = kit.peak_memory(impls["ours"]) / max(1, _nbytes(result))
         del result
-    return dict(case=case, times=times, skipped=skipped, peak=peak)
+    return dict(case=case, samples=samples, times=times, skipped=skipped, peak=peak)
 
 
 def _nbytes(result: Any) -> int:

@@ -27,7 +27,7 @@ class Spec:
     shape: tuple[int, ...]
     dtype: str
     axis: int = -1
-    rounds: int = 11
+    rounds: int = 15
     inner: int = 1  # calls per timed sample (tiny inputs)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from .._backend import BackendInfo, BenchKit, device_name
 from ._cases import bytes_moved
+from ._timing import paired_ratio
 
 __all__ = ["collect", "plot", "print_json", "print_table"]
 
@@ -27,12 +28,12 @@ def collect(
     refused: dict[str, str],
 ) -> dict[str, Any]:
     rows = []
-    by_case: dict[str, dict[str, float]] = {}
+    by_case: dict[str, dict[str, list[float]]] = {}
     peaks: dict[str, float] = {}
     skipped = [dict(peer=p, case=None, reason=why) for p, why in refused.items()]
     for res in results:
         case, times = res["case"], res["times"]
-        by_case[case.name] = times
+        by_case[case.name] = res["samples"]
         if res["peak"] is not None:
             peaks[case.name] = res["peak"]
         moved = bytes_moved(case)
@@ -54,9 +55,9 @@ def collect(
             value = peaks.get(t.case)
             what = "peak memory / result"
         else:
-            times = by_case.get(t.case, {})
-            have = t.numerator in times and t.denominator in times
-            value = times[t.numerator] / times[t.denominator] if have else None
+            samples = by_case.get(t.case, {})
+            have = t.numerator in samples and t.denominator in samples
+            value = paired_ratio(samples, t.numerator, t.denominator) if have else None
             what = f"{t.numerator} / {t.denominator}"
         if value is None:
             continue
@@ -112,8 +113,9 @@ def print_table(data: dict[str, Any]) -> None:
         where = f" in {s['case']}" if s["case"] else ""
         print(f"not reported: {s['peer']}{where}: {s['reason']}"[:200])
     print(
-        "\nfloor: a copy of the bytes the op must move (fresh, or into out=). Medians of "
-        "interleaved rounds; a loaded machine moves every ratio."
+        "\nfloor: a copy of the bytes the op must move (fresh, or into out=). Times: medians "
+        "of interleaved rounds; target ratios: medians of the per-round ratios. A loaded "
+        "machine moves every ratio."
     )
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["Clock", "interleaved"]
+__all__ = ["Clock", "interleaved", "medians", "paired_ratio"]
 
 #: Pause before each timed sample (see the module docstring).
 SETTLE_S = 0.02
@@ -64,9 +64,9 @@ SAMPLE_S = 0.002
 
 def interleaved(
     impls: Mapping[str, Callable[[], Any]], clock: Clock, rounds: int, inner: int
-) -> dict[str, float]:
-    """Median milliseconds per call of each implementation, after two warm-up calls each
-    (the second sizes the samples)."""
+) -> dict[str, list[float]]:
+    """Milliseconds per call of each implementation, one sample per round, after two
+    warm-up calls each (the second sizes the samples)."""
     slowest = 0.0
     for fn in impls.values():
         clock.done(fn())  # compilation, thread pools, first touch
@@ -79,4 +79,14 @@ def interleaved(
         for name, fn in impls.items():
             _settle(SETTLE_S)
             samples[name].append(clock.ms(fn, inner))
+    return samples
+
+
+def medians(samples: Mapping[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def paired_ratio(samples: Mapping[str, list[float]], num: str, den: str) -> float:
+    """The median over rounds of ``num``'s time over ``den``'s in the same round: what
+    drifts between rounds (another process, the clock) cancels out."""
+    return statistics.median(a / b for a, b in zip(samples[num], samples[den]))

@@ -92,10 +92,6 @@ def run(
     backend or device named explicitly cannot run."""
     import pytest
 
-    # As the suite's conftest does: JAX on two virtual CPU devices, unless configured
-    # already. It must be set before anything (the device probe below) imports jax.
-    if "jax" not in sys.modules:
-        os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
     _targets, not_run = select_targets(backends, device)  # fail fast, before pytest
     args = ["--pyargs", "softmax_dispatch.conformance", "-c", str(HERE / "pytest.ini")]
     args += ["--rootdir", str(HERE), "-q" if not quiet else "-qq", "-rf"]
