@@ -14,6 +14,7 @@ from ._api import (
     softmax_cross_entropy_backward,
 )
 from ._backend import (
+    KERNEL_NAMES,
     Backend,
     BackendInfo,
     BackendUnavailable,
@@ -39,6 +40,7 @@ from .layers import LogSoftmax, Softmax, SoftmaxCrossEntropy
 __version__ = "0.1.0"
 
 __all__ = [
+    "KERNEL_NAMES",
     "AxisError",
     "Backend",
     "BackendInfo",

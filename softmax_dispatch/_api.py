@@ -19,6 +19,7 @@ from ._validate import (
     is_empty,
     normalize_axes,
     plain,
+    shapes_match,
 )
 
 Array = Any
@@ -41,14 +42,23 @@ def _optional(**arrays: Any) -> tuple[tuple[str, Any], ...]:
 def _forward(
     op: str, x: Array, axis: Any, where: Any, dtype: Any, out: Any, backend: str | None
 ) -> Array:
-    # Kept lean: for an 8x10 array this layer is a fifth of the whole call.
+    # Kept lean, the common call inlined: on an 8x10 tensor PyTorch's own softmax takes
+    # ~5 us, and every call through this layer is measured against that.
     x = plain(x, "x")
     if where is None and out is None:
-        given_out, others = None, ()
-    else:
-        given_out, where, out = out, _plain_or_none(where, "where"), _plain_or_none(out, "out")
-        others = _optional(where=where, out=out)
-    res, xp = resolve(x, others, backend)
+        res, xp = resolve(x, (), backend)
+        if dtype is not None or dtype_kind(xp, x.dtype) != "float":
+            x = as_float(xp, x, dtype, "x")
+        ndim = x.ndim
+        axes = (axis % ndim,) if type(axis) is int and -ndim <= axis < ndim else None
+        if axes is None:
+            axes = normalize_axes(axis, ndim)
+        if 0 in x.shape:
+            return _array(xp, _empty(xp, x), x)
+        y = res.kernels[op](xp, x, axes, None, None)
+        return y if y.ndim or type(y) is type(x) else xp.asarray(y)
+    given_out, where, out = out, _plain_or_none(where, "where"), _plain_or_none(out, "out")
+    res, xp = resolve(x, _optional(where=where, out=out), backend)
     x = as_float(xp, x, dtype, "x")
     axes = normalize_axes(axis, x.ndim)
     shape = tuple(x.shape)
@@ -177,7 +187,7 @@ def _backward(
         raise TypeError(
             f"y must be the real floating output of the forward pass, got dtype {y.dtype}"
         )
-    if tuple(grad.shape) != tuple(y.shape):
+    if not shapes_match(tuple(grad.shape), tuple(y.shape)):
         raise ValueError(
             f"grad has shape {tuple(grad.shape)} but y has shape {tuple(y.shape)}; "
             "they must be equal"
@@ -261,7 +271,8 @@ def _cross_entropy(
         grad = plain(grad, "grad")
         others += (("grad", grad),)
     res, xp = resolve(logits, others, backend, label="logits")
-    return res, xp, check_cross_entropy(xp, logits, target, axis, options, weight, grad)
+    args = check_cross_entropy(xp, logits, target, axis, options, weight, grad, res.cheap_reads)
+    return res, xp, args
 
 
 def softmax_cross_entropy(

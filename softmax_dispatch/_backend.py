@@ -68,6 +68,8 @@ class Backend:
     kernels
         Fused kernels that replace the generic ones op by op; keys from `KERNEL_NAMES`,
         values with the same signature as the generic kernel in ``softmax_dispatch._ops``.
+        Or a function returning that mapping, called when the backend is first used (so
+        that registering the backend imports nothing heavy).
     description
         One line shown by ``softmax-dispatch backends``.
     batch_invariant
@@ -75,6 +77,14 @@ class Backend:
         from that row alone: ``op(x)[i]`` is bit-for-bit ``op(x[i:i+1])[0]`` for every
         op. The conformance suite checks every backend and reports the result; a backend
         that promises it fails the suite if it breaks it.
+    device_of
+        ``device_of(array) -> device``: the device an array of this backend lives on,
+        used to refuse arrays from two devices in one call. ``None``:
+        ``array_api_compat.device``.
+    cheap_reads
+        ``cheap_reads(array) -> bool``: whether reading an array's values now costs no
+        device synchronisation and no computation (class indices are checked eagerly only
+        then). ``None``: not for lazy arrays (Dask, JAX) and not for CuPy.
     bench
         ``bench(device) -> BenchKit``: what ``softmax-dispatch bench --backend NAME`` needs
         to know that only the backend knows (its library's own implementations to time
@@ -100,10 +110,14 @@ class Backend:
     devices: Callable[[], Sequence[Any]] | None = None
     to_numpy: Callable[[Any], Any] | None = None
     synchronize: Callable[[Any], None] | None = None
-    kernels: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    kernels: Mapping[str, Callable[..., Any]] | Callable[[], Mapping[str, Callable[..., Any]]] = (
+        field(default_factory=dict)
+    )
     description: str = ""
     batch_invariant: bool = False
     bench: Callable[[Any], BenchKit] | None = None
+    device_of: Callable[[Any], Any] | None = None
+    cheap_reads: Callable[[Any], bool] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -113,7 +127,15 @@ class Backend:
             )
         if not callable(self.owns):
             raise TypeError(f"Backend {self.name!r}: owns must be callable, got {self.owns!r}")
-        for attr in ("namespace", "devices", "to_numpy", "synchronize", "bench"):
+        for attr in (
+            "namespace",
+            "devices",
+            "to_numpy",
+            "synchronize",
+            "bench",
+            "device_of",
+            "cheap_reads",
+        ):
             value = getattr(self, attr)
             if value is not None and not callable(value):
                 raise TypeError(
@@ -128,22 +150,34 @@ class Backend:
             raise TypeError(
                 f"Backend {self.name!r}: priority must be an int, got {self.priority!r}"
             )
-        if not isinstance(self.kernels, Mapping):
-            raise TypeError(
-                f"Backend {self.name!r}: kernels must be a mapping of op name to function, "
-                f"got {type(self.kernels).__name__}"
-            )
-        unknown = sorted(set(self.kernels) - set(KERNEL_NAMES))
-        if unknown:
-            raise ValueError(
-                f"Backend {self.name!r}: unknown kernel name(s) {unknown}; "
-                f"allowed: {list(KERNEL_NAMES)}"
-            )
-        for op, fn in self.kernels.items():
-            if not callable(fn):
-                raise TypeError(f"Backend {self.name!r}: kernel {op!r} is not callable: {fn!r}")
-        # Freeze the mapping so a frozen Backend really is immutable.
-        object.__setattr__(self, "kernels", MappingProxyType(dict(self.kernels)))
+        if callable(self.kernels):  # a mapping made when the backend is first used
+            return
+        object.__setattr__(self, "kernels", _checked_kernels(self.name, self.kernels))
+
+    def kernel_table(self) -> Mapping[str, Callable[..., Any]]:
+        """The fused kernels, ``kernels()`` called (once) where it is a function."""
+        if callable(self.kernels):
+            table = _checked_kernels(self.name, self.kernels())
+            object.__setattr__(self, "kernels", table)
+        return self.kernels  # type: ignore[return-value]
+
+
+def _checked_kernels(name: str, kernels: Any) -> Mapping[str, Callable[..., Any]]:
+    if not isinstance(kernels, Mapping):
+        raise TypeError(
+            f"Backend {name!r}: kernels must be a mapping of op name to function (or a "
+            f"function returning one), got {type(kernels).__name__}"
+        )
+    unknown = sorted(set(kernels) - set(KERNEL_NAMES))
+    if unknown:
+        raise ValueError(
+            f"Backend {name!r}: unknown kernel name(s) {unknown}; allowed: {list(KERNEL_NAMES)}"
+        )
+    for op, fn in kernels.items():
+        if not callable(fn):
+            raise TypeError(f"Backend {name!r}: kernel {op!r} is not callable: {fn!r}")
+    # Frozen, so that a frozen Backend really is immutable.
+    return MappingProxyType(dict(kernels))
 
 
 @dataclass(frozen=True)

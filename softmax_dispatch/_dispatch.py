@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -25,6 +26,27 @@ BACKEND_ENV = "SOFTMAX_DISPATCH_BACKEND"
 
 _chosen: ContextVar[str | None] = ContextVar("softmax_dispatch_backend", default=None)
 _generic_only: ContextVar[bool] = ContextVar("softmax_dispatch_generic_only", default=False)
+#: How many `use_backend` / `generic_kernels` blocks are open, in any thread. While none
+#: is, dispatch reads no ContextVar: a plain global read is cheaper, and traceable by
+#: torch.compile (which cannot trace ContextVar.get).
+_open_blocks = 0
+_blocks_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _block(var: ContextVar[Any], value: Any) -> Iterator[None]:
+    global _open_blocks
+    with _blocks_lock:
+        _open_blocks += 1
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)
+        with _blocks_lock:
+            _open_blocks -= 1
+
+
 _UNREAD = object()
 _env_value: Any = _UNREAD
 
@@ -38,6 +60,8 @@ class Resolved:
     xp: ModuleType | None
     kernels: dict[str, Callable[..., Any]]
     generic: dict[str, Callable[..., Any]]
+    device: Callable[[Any], Any] = array_api_compat.device
+    cheap_reads: Callable[[Any], bool] | None = None
 
 
 @dataclass
@@ -90,13 +114,15 @@ def _current() -> _Cache:
 def _make(ent: Any) -> Resolved:
     generic = {op: getattr(_ops, op) for op in KERNEL_NAMES}
     fused = dict(generic)
-    fused.update(ent.backend.kernels)
+    fused.update(ent.backend.kernel_table())
     return Resolved(
         name=ent.backend.name,
         owns=ent.backend.owns,
         xp=_plugins.namespace_of(ent),
         kernels=fused,
         generic=generic,
+        device=ent.backend.device_of or array_api_compat.device,
+        cheap_reads=ent.backend.cheap_reads,
     )
 
 
@@ -149,7 +175,7 @@ def resolve(
     primary = label
     name = backend
     source = "backend="
-    if name is None:
+    if name is None and _open_blocks:
         name = _chosen.get()
         source = "use_backend()"
     if name is None:
@@ -193,9 +219,11 @@ def resolve(
                 )
     xp = res.xp if res.xp is not None else array_api_compat.array_namespace(x)
     if others:
-        _same_device(x, others, primary)
-    if _generic_only.get():
-        res = Resolved(res.name, res.owns, res.xp, res.generic, res.generic)
+        _same_device(res.device, x, others, primary)
+    if _open_blocks and _generic_only.get():
+        res = Resolved(
+            res.name, res.owns, res.xp, res.generic, res.generic, res.device, res.cheap_reads
+        )
     return res, xp
 
 
@@ -205,12 +233,14 @@ def _refuse_none(label: str, obj: object) -> None:
         raise TypeError(f"{label} is None; pass an array (softmax_dispatch takes arrays here)")
 
 
-def _same_device(x: object, others: tuple[tuple[str, object], ...], primary: str) -> None:
-    dev = array_api_compat.device(x)
+def _same_device(
+    device: Callable[[Any], Any], x: object, others: tuple[tuple[str, object], ...], primary: str
+) -> None:
+    dev = device(x)
     if dev is None:
         return
     for label, a in others:
-        other = array_api_compat.device(a)
+        other = device(a)
         if other is not None and other != dev:
             raise TypeError(
                 f"{label} is on device {other} but {primary} is on device {dev}; move it "
@@ -233,18 +263,12 @@ def use_backend(name: str) -> Iterator[None]:
     array([0.5, 0.5])
     """
     _plugins.entry(name)  # unknown names fail here, not at the first call
-    token = _chosen.set(name)
-    try:
+    with _block(_chosen, name):
         yield
-    finally:
-        _chosen.reset(token)
 
 
 @contextlib.contextmanager
 def generic_kernels() -> Iterator[None]:
     """Ignore backends' fused kernels in this block (used to check the generic path)."""
-    token = _generic_only.set(True)
-    try:
+    with _block(_generic_only, True):
         yield
-    finally:
-        _generic_only.reset(token)

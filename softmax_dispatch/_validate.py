@@ -4,9 +4,11 @@ is allowed."""
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 import operator
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -87,18 +89,21 @@ def default_float(xp: ModuleType, x: Any) -> Any:
     return xp.asarray(0.0).dtype
 
 
-#: (namespace, dtype) -> "float", "int" or "other": asked of isdtype once per pair.
-_KIND: dict[tuple[ModuleType, Any], str] = {}
+#: (namespace name, dtype) -> "float", "int" or "other": asked of isdtype once per pair.
+#: Keyed by the module's name, not the module: torch.compile traces this lookup, and
+#: Dynamo cannot compare modules as dictionary keys (a hash collision breaks the graph).
+_KIND: dict[tuple[str, Any], str] = {}
 
 
 def dtype_kind(xp: ModuleType, dtype: Any) -> str:
+    key = (xp.__name__, dtype)
     try:
-        return _KIND[(xp, dtype)]
+        return _KIND[key]
     except KeyError:
         pass
     except TypeError:  # an unhashable dtype object: ask every time
         return _ask_kind(xp, dtype)
-    kind = _KIND[(xp, dtype)] = _ask_kind(xp, dtype)
+    kind = _KIND[key] = _ask_kind(xp, dtype)
     return kind
 
 
@@ -176,10 +181,26 @@ def plain(a: Any, label: str) -> Any:
     return a.view(np.ndarray)
 
 
-def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+def _unknown(n: Any) -> bool:
+    """A size Dask does not know yet (after boolean indexing): None or nan."""
+    return n is None or (isinstance(n, float) and math.isnan(n))
+
+
+def shapes_match(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Equal shapes, a size that is not known yet matching any size: such shapes are
+    unknown, not unequal (the values decide when they are computed)."""
+    return len(a) == len(b) and all(
+        _unknown(p) or _unknown(q) or p == q for p, q in zip(a, b, strict=True)
+    )
+
+
+def _broadcasts_to(shape: tuple[Any, ...], target: tuple[Any, ...]) -> bool:
     if len(shape) > len(target):
         return False
-    return all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
+    return all(
+        s == 1 or _unknown(s) or _unknown(t) or s == t
+        for s, t in zip(reversed(shape), reversed(target))
+    )
 
 
 def check_mask(xp: ModuleType, where: Any, shape: tuple[int, ...]) -> Any:
@@ -196,7 +217,7 @@ def check_mask(xp: ModuleType, where: Any, shape: tuple[int, ...]) -> Any:
 
 
 def check_out(out: Any, shape: tuple[int, ...], dtype: Any) -> None:
-    if tuple(out.shape) != tuple(shape) or out.dtype != dtype:
+    if not shapes_match(tuple(out.shape), tuple(shape)) or out.dtype != dtype:
         raise ValueError(
             f"out must have shape {tuple(shape)} and dtype {dtype}, got shape "
             f"{tuple(out.shape)} and dtype {out.dtype}"
@@ -293,6 +314,7 @@ def check_cross_entropy(
     options: tuple[Any, Any, Any],
     weight: Any,
     grad: Any = NO_GRAD,
+    cheap_reads: Callable[[Any], bool] | None = None,
 ) -> CrossEntropyArgs:
     """Every argument of a cross-entropy call checked against the others (shapes, dtypes,
     class indices where they can be read without a device sync)."""
@@ -310,15 +332,15 @@ def check_cross_entropy(
     sample_shape = shape[:axis] + shape[axis + 1 :]
     kind = dtype_kind(xp, target.dtype)
     if kind == "int":
-        if tuple(target.shape) != sample_shape:
+        if not shapes_match(tuple(target.shape), sample_shape):
             raise ValueError(
                 f"class-index target must have the logits' shape without axis {axis}, "
                 f"{sample_shape}, got {tuple(target.shape)}"
             )
-        if reads_are_cheap(target):
+        if (cheap_reads or reads_are_cheap)(target):
             check_class_indices(xp, target, n_classes, ignore_index)
     elif kind == "float":
-        if tuple(target.shape) != shape:
+        if not shapes_match(tuple(target.shape), shape):
             raise ValueError(
                 f"probability target must have the logits' shape {shape}, got {tuple(target.shape)}"
             )
@@ -334,7 +356,7 @@ def check_cross_entropy(
         )
     if weight is not None:
         weight = as_float(xp, weight, None, "weight")
-        if tuple(weight.shape) != (n_classes,):
+        if not shapes_match(tuple(weight.shape), (n_classes,)):
             raise ValueError(
                 f"weight must have shape ({n_classes},), one entry per class, "
                 f"got {tuple(weight.shape)}"
@@ -352,7 +374,7 @@ def _check_grad(xp: ModuleType, grad: Any, reduction: str, sample_shape: tuple[i
             raise TypeError(f"grad must be a real number or an array, got {grad!r}")
         return float(grad)
     allowed = [()] if reduction != "none" else [(), sample_shape]
-    if tuple(grad.shape) not in allowed:
+    if not any(shapes_match(tuple(grad.shape), a) for a in allowed):
         want = "a scalar (0-d)" if reduction != "none" else f"0-d or of shape {sample_shape}"
         raise ValueError(
             f"grad for reduction={reduction!r} must be {want}, got shape {tuple(grad.shape)}"
@@ -364,15 +386,11 @@ def _check_grad(xp: ModuleType, grad: Any, reduction: str, sample_shape: tuple[i
 
 def reads_are_cheap(a: Any) -> bool:
     """Whether reading ``a``'s values now costs no device synchronisation and no
-    computation: not lazy (Dask; JAX, whose arrays may be tracers, so eager calls behave
-    as jitted ones do) and in host memory (not CuPy, not a CUDA tensor). Class indices
-    are checked eagerly only then; elsewhere an out-of-range index gives that sample a
-    NaN loss and gradient."""
-    if array_api_compat.is_lazy_array(a) or array_api_compat.is_cupy_array(a):
-        return False
-    if array_api_compat.is_torch_array(a):
-        return a.device.type == "cpu"
-    return True
+    computation — the default where a backend gives no ``Backend.cheap_reads``: not lazy
+    (Dask; JAX, whose arrays may be tracers, so eager calls behave as jitted ones do) and
+    not CuPy. Class indices are checked eagerly only then; elsewhere an out-of-range
+    index gives that sample a NaN loss and gradient."""
+    return not (array_api_compat.is_lazy_array(a) or array_api_compat.is_cupy_array(a))
 
 
 def check_class_indices(

@@ -139,7 +139,7 @@ def test_check_runs_jax_on_the_devices_backends_lists(count):
     rows = json.loads(proc.stdout)["targets"]
     expected = {f"cpu:{i}" for i in range(count or 1)}
     assert {r["device"] for r in rows} == expected
-    assert all(set(r["paths"]) == {"generic", "jit"} for r in rows)
+    assert all(set(r["paths"]) == {"fused", "generic", "jit"} for r in rows)
     listed = json.loads(_run("backends", "--json", env=env).stdout)["backends"]
     (jax_row,) = [b for b in listed if b["name"] == "jax"]
     assert set(jax_row["devices"]) == expected

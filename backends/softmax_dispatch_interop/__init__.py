@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 from softmax_dispatch import BackendUnavailable
 
@@ -20,3 +21,14 @@ def require(module: str, library: str, install: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise BackendUnavailable(f"{library} is not installed ({exc}); {install}") from None
+
+
+def kernels_of(module: str, names: tuple[str, ...]) -> Any:
+    """For ``Backend(kernels=...)``: a function returning the kernels ``names`` of
+    ``module`` (a sibling of this package), imported when the backend is first used."""
+
+    def load() -> dict[str, Any]:
+        loaded = importlib.import_module(f"{__name__}.{module}")
+        return {name: getattr(loaded, name) for name in names}
+
+    return load

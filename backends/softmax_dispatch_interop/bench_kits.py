@@ -166,12 +166,16 @@ def _jax_peers(case: BenchCase) -> Impls:
             "jax.nn": lambda: theirs(x, axis=ax),
             "jax.nn jit": lambda: theirs_jit(x),
         }
-    if case.kind == "autograd":  # a jitted VJP, as a training step computes it
+    if case.kind == "autograd":  # a jitted VJP: the output and the input's gradient
         x, g = a["x"], a["grad"]
         theirs, ours = getattr(jax.nn, case.op), getattr(sd, case.op)
 
         def vjp(fn: Callable[..., Any]) -> Callable[[], Any]:
-            step = jax.jit(lambda v, w: jax.vjp(lambda u: fn(u, axis=ax), v)[1](w)[0])
+            def both(v: Any, w: Any) -> Any:
+                out, pullback = jax.vjp(lambda u: fn(u, axis=ax), v)
+                return out, pullback(w)[0]
+
+            step = jax.jit(both)
             return lambda: step(x, g)
 
         return {"ours": vjp(lambda u, axis: ours(u, axis)), "jax.nn": vjp(theirs)}
@@ -179,9 +183,11 @@ def _jax_peers(case: BenchCase) -> Impls:
 
 
 def jax_kit(device: Any) -> BenchKit:
+    import jax
+
     return BenchKit(
         peers=_jax_peers,
-        finish=lambda result: result.block_until_ready(),
+        finish=jax.block_until_ready,
         cases=JAX_CASES,
         targets=JAX_TARGETS,
         versions=lambda: _version("jax"),

@@ -1,4 +1,5 @@
-"""JAX arrays, also under ``jax.jit`` and ``jax.grad``."""
+"""JAX arrays, also under ``jax.jit``, ``grad``, ``jvp``, ``vmap`` and ``checkpoint``: jitted
+kernels (`jax_kernels`) whose derivatives come from the saved output."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from array_api_compat import is_jax_array
 
 from softmax_dispatch import Backend, hookimpl
 
-from . import require
+from . import kernels_of, require
+
+#: The ops with a jitted kernel of their own; cross-entropy stays generic (XLA fuses it).
+_FUSED = ("softmax", "log_softmax", "softmax_backward", "log_softmax_backward")
 
 
 def _namespace() -> ModuleType:
@@ -49,6 +53,7 @@ def softmax_dispatch_backends() -> Iterable[Backend]:
         devices=_devices,
         to_numpy=_to_numpy,
         bench=_bench,
+        kernels=kernels_of("jax_kernels", _FUSED),
         synchronize=_synchronize,
-        description="JAX arrays (jit and grad pass through), generic kernels",
+        description="JAX arrays: jitted kernels, derivatives from the output (custom_jvp)",
     )

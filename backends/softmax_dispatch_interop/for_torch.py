@@ -1,4 +1,5 @@
-"""PyTorch tensors (CPU and CUDA), autograd flowing through the generic kernels."""
+"""PyTorch tensors (CPU and CUDA): fused kernels on PyTorch's own (`torch_kernels`),
+one autograd node per op saving only the output."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 
 from array_api_compat import is_torch_array
 
-from softmax_dispatch import Backend, hookimpl
+from softmax_dispatch import KERNEL_NAMES, Backend, hookimpl
 
-from . import require
+from . import kernels_of, require
 
 
 def _namespace() -> ModuleType:
@@ -23,6 +24,19 @@ def _devices() -> tuple[Any, ...]:
     torch = require("torch", "PyTorch", "pip install torch (see https://pytorch.org)")
     cuda = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
     return (torch.device("cpu"), *cuda)
+
+
+def _device_of(x: Any) -> Any:
+    """A tensor's device (torch.compile traces this, where array_api_compat's checks
+    would make it warn)."""
+    return x.device
+
+
+def _cheap_reads(x: Any) -> bool:
+    """On the CPU, outside torch.compile's tracing: reading values needs no sync."""
+    import torch
+
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def _to_numpy(x: Any) -> Any:
@@ -51,6 +65,9 @@ def softmax_dispatch_backends() -> Iterable[Backend]:
         devices=_devices,
         to_numpy=_to_numpy,
         bench=_bench,
+        kernels=kernels_of("torch_kernels", KERNEL_NAMES),
+        device_of=_device_of,
+        cheap_reads=_cheap_reads,
         synchronize=_synchronize,
-        description="PyTorch tensors, through the generic kernels",
+        description="PyTorch tensors, on PyTorch's fused kernels and autograd",
     )
