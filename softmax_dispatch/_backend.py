@@ -63,6 +63,10 @@ class Backend:
     to_numpy
         ``to_numpy(array) -> numpy.ndarray``: used by the conformance suite. ``None``:
         ``numpy.from_dlpack`` and then ``numpy.asarray``.
+    from_numpy
+        ``from_numpy(host, device) -> array``: a NumPy array as one of the backend's
+        arrays, used by the conformance suite to make its inputs. ``None``: the
+        namespace's ``asarray(host, device=device)``.
     synchronize
         ``synchronize(device) -> None``: waits for queued work, used by benchmarks.
     kernels
@@ -85,6 +89,11 @@ class Backend:
         ``cheap_reads(array) -> bool``: whether reading an array's values now costs no
         device synchronisation and no computation (class indices are checked eagerly only
         then). ``None``: not for lazy arrays (Dask, JAX) and not for CuPy.
+    accepts
+        ``accepts(array) -> bool``: arrays of another library that the backend takes, as
+        they are, next to its own in one call (``where=``, targets, gradients, ``out=``
+        excepted): Dask takes NumPy arrays, which it wraps lazily. ``None``: only arrays
+        the backend owns.
     bench
         ``bench(device) -> BenchKit``: what ``softmax-dispatch bench --backend NAME`` needs
         to know that only the backend knows (its library's own implementations to time
@@ -118,6 +127,8 @@ class Backend:
     bench: Callable[[Any], BenchKit] | None = None
     device_of: Callable[[Any], Any] | None = None
     cheap_reads: Callable[[Any], bool] | None = None
+    accepts: Callable[[Any], bool] | None = None
+    from_numpy: Callable[[Any, Any], Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -135,6 +146,8 @@ class Backend:
             "bench",
             "device_of",
             "cheap_reads",
+            "accepts",
+            "from_numpy",
         ):
             value = getattr(self, attr)
             if value is not None and not callable(value):

@@ -62,6 +62,12 @@ class Resolved:
     generic: dict[str, Callable[..., Any]]
     device: Callable[[Any], Any] = array_api_compat.device
     cheap_reads: Callable[[Any], bool] | None = None
+    accepts: Callable[[Any], bool] | None = None
+
+    def takes(self, label: str, a: object) -> bool:
+        """Whether ``a`` may come with this backend's arrays: owned, or accepted as it is
+        (never for ``out=``, which must be the backend's own array)."""
+        return self.owns(a) or (label != "out" and self.accepts is not None and self.accepts(a))
 
 
 @dataclass
@@ -123,6 +129,7 @@ def _make(ent: Any) -> Resolved:
         generic=generic,
         device=ent.backend.device_of or array_api_compat.device,
         cheap_reads=ent.backend.cheap_reads,
+        accepts=ent.backend.accepts,
     )
 
 
@@ -192,7 +199,7 @@ def resolve(
                 "never copies across libraries or devices silently"
             )
         for lbl, a in others:
-            if not res.owns(a):
+            if not res.takes(lbl, a):
                 _refuse_none(lbl, a)
                 raise TypeError(
                     f"{lbl} is a {type_name(a)} but backend {name!r} runs on "
@@ -210,7 +217,7 @@ def resolve(
             )
         for lbl, a in others:
             owner = _owner(cache, type(a), a)
-            if owner is None or owner.name != res.name:
+            if (owner is None or owner.name != res.name) and not res.takes(lbl, a):
                 _refuse_none(lbl, a)
                 raise TypeError(
                     f"{lbl} is a {type_name(a)} but {primary} is a {type_name(x)}: all arrays in "
@@ -222,7 +229,14 @@ def resolve(
         _same_device(res.device, x, others, primary)
     if _open_blocks and _generic_only.get():
         res = Resolved(
-            res.name, res.owns, res.xp, res.generic, res.generic, res.device, res.cheap_reads
+            res.name,
+            res.owns,
+            res.xp,
+            res.generic,
+            res.generic,
+            res.device,
+            res.cheap_reads,
+            res.accepts,
         )
     return res, xp
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from array_api_compat import device as _device
-
 from ._validate import index_dtype_target
 
 Array = Any
@@ -197,9 +195,7 @@ def _class_weights(
     if index_target:
         # in the indexing dtype: an arange in a small target dtype (uint8) would wrap
         target = index_dtype_target(xp, target)
-        classes = xp.reshape(
-            xp.arange(n_classes, dtype=target.dtype, device=_device(logits)), bshape
-        )
+        classes = _class_numbers(xp, logits, axis, target.dtype)
         onehot = _up(xp, classes == xp.expand_dims(target, axis=axis), dt)
         keep = (
             xp.ones_like(target, dtype=xp.bool) if ignore_index is None else target != ignore_index
@@ -216,14 +212,23 @@ def _class_weights(
         a = q * (1.0 - eps) + eps / n_classes
         if w is not None:
             a = a * w
-        sample_shape = tuple(s for i, s in enumerate(logits.shape) if i != axis)
-        keep = xp.ones(sample_shape, dtype=xp.bool, device=_device(logits))
-        bad = xp.zeros(sample_shape, dtype=xp.bool, device=_device(logits))
+        one_per_sample = logits[(slice(None),) * axis + (0, ...)]
+        keep = xp.ones_like(one_per_sample, dtype=xp.bool)
+        bad = xp.zeros_like(one_per_sample, dtype=xp.bool)
         n_samples = 1
-        for s in sample_shape:
+        for s in one_per_sample.shape:
             n_samples *= s
-        denom = xp.asarray(float(n_samples), dtype=dt, device=_device(logits))
+        denom = xp.full_like(logits[(0,) * ndim], float(n_samples))
     return a, keep, bad, denom
+
+
+def _class_numbers(xp: ModuleType, logits: Array, axis: int, dtype: Any) -> Array:
+    """``0, 1, ..., n_classes - 1`` along ``axis`` (size 1 elsewhere), made from the
+    logits rather than by ``arange``: a new array would not share what the input carries
+    (its device, or a Cubed array's execution spec, which every array of one computation
+    must share)."""
+    first = logits[tuple(slice(None) if i == axis else slice(0, 1) for i in range(logits.ndim))]
+    return xp.cumulative_sum(xp.ones_like(first, dtype=dtype), axis=axis, dtype=dtype) - 1
 
 
 def _safe_div(xp: ModuleType, num: Array, denom: Array) -> Array:

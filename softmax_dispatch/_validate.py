@@ -216,16 +216,22 @@ def check_mask(xp: ModuleType, where: Any, shape: tuple[int, ...]) -> Any:
     return where
 
 
+def supports_item_assignment(a: Any) -> bool:
+    """Whether ``a[...] = value`` works: not for JAX or Cubed arrays, nor read-only
+    NumPy arrays."""
+    return array_api_compat.is_writeable_array(a) and hasattr(type(a), "__setitem__")
+
+
 def check_out(out: Any, shape: tuple[int, ...], dtype: Any) -> None:
     if not shapes_match(tuple(out.shape), tuple(shape)) or out.dtype != dtype:
         raise ValueError(
             f"out must have shape {tuple(shape)} and dtype {dtype}, got shape "
             f"{tuple(out.shape)} and dtype {out.dtype}"
         )
-    if not array_api_compat.is_writeable_array(out):
+    if not supports_item_assignment(out):
         raise TypeError(
             f"out= needs an array that supports item assignment; {type_name(out)} "
-            "does not (JAX arrays are immutable, read-only NumPy arrays too): "
+            "does not (JAX and Cubed arrays are immutable, read-only NumPy arrays too): "
             "use the returned array instead"
         )
 

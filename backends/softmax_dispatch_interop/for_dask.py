@@ -1,4 +1,5 @@
-"""Dask arrays: results stay lazy until computed."""
+"""Dask arrays: results stay lazy until computed; each op one ``map_blocks`` of the
+chunk backend's fused kernels over whole-row chunks (``dask_kernels``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
-from array_api_compat import is_dask_array
+from array_api_compat import is_dask_array, is_numpy_array
 
-from softmax_dispatch import Backend, hookimpl
+from softmax_dispatch import KERNEL_NAMES, Backend, hookimpl
 
-from . import require
+from . import kernels_of, require
 
 
 def _namespace() -> ModuleType:
@@ -30,6 +31,10 @@ def _to_numpy(x: Any) -> Any:
     return numpy.asarray(x.compute())
 
 
+def _never(a: Any) -> bool:
+    return False
+
+
 def _bench(device: Any) -> Any:
     from .bench_kits import dask_kit
 
@@ -45,5 +50,8 @@ def softmax_dispatch_backends() -> Iterable[Backend]:
         devices=_devices,
         to_numpy=_to_numpy,
         bench=_bench,
-        description="Dask arrays, lazily, generic kernels",
+        kernels=kernels_of("dask_kernels", KERNEL_NAMES),
+        accepts=is_numpy_array,  # NumPy masks, targets, gradients: wrapped lazily
+        cheap_reads=_never,  # values are read when the graph runs, never while it is built
+        description="Dask arrays, lazily: one task per block on the chunks' fused kernels",
     )

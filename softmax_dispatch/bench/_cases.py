@@ -61,6 +61,8 @@ CATALOG: dict[str, Spec] = {
         *_pair("softmax log_softmax", (64, 1000), "float32", rounds=21, inner=20),
         *_pair("softmax log_softmax", (8, 10), "float32", rounds=21, inner=2000),
         *_pair("softmax", (1024, 4096), "float16"),
+        # many short rows, 763 MiB: the size where a chunked library (Dask) pays off
+        *_pair("softmax log_softmax", (400_000, 500), "float32", rounds=9),
         *_pair("softmax", (2048, 2048), "float64"),
         Spec(
             "cross_entropy 4096x32000 f32",

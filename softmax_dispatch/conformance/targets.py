@@ -15,6 +15,7 @@ import numpy as np
 from .._backend import BackendInfo, device_name
 from .._dispatch import generic_kernels
 from .._plugins import backends, get_backend
+from .._validate import reads_are_cheap, supports_item_assignment
 
 __all__ = ["Target", "Unrunnable", "select_targets"]
 
@@ -81,14 +82,15 @@ class Target:
     @functools.cached_property
     def writeable(self) -> bool:
         """Whether ``out=`` can be used: the library's arrays support item assignment."""
-        return array_api_compat.is_writeable_array(self.xp.zeros(1, device=self.device))
+        return supports_item_assignment(self.xp.zeros(1, device=self.device))
 
     @property
     def lazy(self) -> bool:
-        """Values cannot be read eagerly (Dask, or anything under jit)."""
-        return self.path == "jit" or array_api_compat.is_lazy_array(
-            self.xp.zeros(1, device=self.device)
-        )
+        """Values are not read while a call is made (anything under jit; Dask, Cubed,
+        JAX, CuPy: the backend's ``cheap_reads``), so class indices are not range-checked
+        eagerly."""
+        cheap = self.info.backend.cheap_reads or reads_are_cheap
+        return self.path == "jit" or not cheap(self.xp.zeros(1, device=self.device))
 
     # -- moving data -----------------------------------------------------------------
     def asarray(self, values: Any, dtype: str | Any | None = None) -> Any:
@@ -101,13 +103,25 @@ class Target:
             dtype = self.dtype("float64") if "float64" in self.dtypes else self.dtype("float32")
         if host.dtype.kind == "f" and "float64" not in self.dtypes:
             host = host.astype(np.float32)
-        return self.xp.asarray(host, dtype=dtype, device=self.device)
+        arr = self.from_host(host, dtype)
+        if dtype is not None and arr.dtype != dtype:  # Cubed 0.27 ignores dtype= here
+            arr = self.xp.astype(arr, dtype)
+        return arr
+
+    def from_host(self, host: np.ndarray, dtype: Any = None) -> Any:
+        """A host array on this target's device, through the backend's ``from_numpy``
+        where it has one (Cubed keeps large inputs out of its in-memory limit that way)."""
+        convert = self.info.backend.from_numpy
+        if convert is None:
+            return self.xp.asarray(host, dtype=dtype, device=self.device)
+        arr = convert(host, self.device)
+        return arr if dtype is None or arr.dtype == dtype else self.xp.astype(arr, dtype)
 
     def indices(self, values: Any) -> Any:
         """Host integers as class indices, in the device's default indexing dtype."""
         info = self.xp.__array_namespace_info__()
         dtype = info.default_dtypes(device=self.device)["indexing"]
-        return self.xp.asarray(np.asarray(values), dtype=dtype, device=self.device)
+        return self.from_host(np.asarray(values), dtype)
 
     def to_numpy(self, a: Any) -> np.ndarray:
         """An array of this target back on the host (floats widened to float64)."""

@@ -193,7 +193,7 @@ def test_complex_input_is_refused_by_every_op(target):
     if not complex_dtypes:
         pytest.skip(f"{target.backend} on {target.device_name} has no complex dtype")
     dtype = next(iter(complex_dtypes.values()))
-    z = target.xp.asarray(np.ones((2, 3)), dtype=dtype, device=target.device)
+    z = target.from_host(np.ones((2, 3)), dtype)
     real = target.asarray(np.full((2, 3), 1 / 3))
     t = target.indices(np.array([0, 1]))
     calls = [
