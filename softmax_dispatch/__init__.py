@@ -35,12 +35,12 @@ from ._plugins import (
     unregister,
 )
 from ._validate import AxisError
+from ._version import __version__
 from .layers import LogSoftmax, Softmax, SoftmaxCrossEntropy
-
-__version__ = "0.1.0"
 
 __all__ = [
     "KERNEL_NAMES",
+    "__version__",
     "AxisError",
     "Backend",
     "BackendInfo",

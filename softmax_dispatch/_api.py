@@ -19,6 +19,7 @@ from ._validate import (
     is_empty,
     normalize_axes,
     plain,
+    refuse_keywords,
     shapes_match,
 )
 
@@ -108,6 +109,7 @@ def softmax(
     dtype: Any = None,
     out: Array | None = None,
     backend: str | None = None,
+    **other: Any,
 ) -> Array:
     """Softmax of ``x`` over ``axis``: ``exp(x - max(x)) / sum(exp(x - max(x)))``.
 
@@ -119,6 +121,10 @@ def softmax(
         dtype first; boolean and complex input raise `TypeError`.
     axis
         int, tuple of ints, ``None`` (all axes) or ``()`` (each element on its own).
+        The default, -1 (the last axis, as in PyTorch and JAX), differs from
+        ``scipy.special.softmax(x)``, whose default ``axis=None`` normalises over all
+        elements at once: pass ``axis=None`` for SciPy's result. PyTorch's ``dim=`` is
+        spelled ``axis=`` here (the Array API name).
     where
         Boolean mask broadcastable to ``x``: masked entries get probability 0, a row with
         nothing unmasked gives zeros.
@@ -128,6 +134,9 @@ def softmax(
         Array to write the result into (``out is x`` works in place); returned.
     backend
         Name of the backend to use (see `backends`); default: the one that owns ``x``.
+    **other
+        Any other keyword is a `TypeError` that says what to write instead (``dim=`` is
+        ``axis=`` here).
 
     Returns
     -------
@@ -147,6 +156,8 @@ def softmax(
     >>> sd.softmax(xp.asarray([1.0, 2.0, 3.0]), where=xp.asarray([True, True, False]))
     Array([0.26894142, 0.73105858, 0.        ], dtype=array_api_strict.float64)
     """
+    if other:
+        refuse_keywords("softmax", other)
     return _forward("softmax", x, axis, where, dtype, out, backend)
 
 
@@ -159,6 +170,7 @@ def log_softmax(
     dtype: Any = None,
     out: Array | None = None,
     backend: str | None = None,
+    **other: Any,
 ) -> Array:
     """Log of the softmax of ``x`` over ``axis``, computed stably as
     ``(x - max) - log(sum(exp(x - max)))``.
@@ -174,6 +186,8 @@ def log_softmax(
     >>> sd.log_softmax(xp.asarray([0.0, -1000.0]))  # log(softmax) would give -inf
     Array([    0., -1000.], dtype=array_api_strict.float64)
     """
+    if other:
+        refuse_keywords("log_softmax", other)
     return _forward("log_softmax", x, axis, where, dtype, out, backend)
 
 
@@ -211,6 +225,7 @@ def softmax_backward(
     where: Array | None = None,
     out: Array | None = None,
     backend: str | None = None,
+    **other: Any,
 ) -> Array:
     """Gradient of softmax with respect to its input, from the upstream gradient and the
     saved output ``y = softmax(x, axis)``: ``y * (grad - sum(grad * y, axis))``.
@@ -227,6 +242,8 @@ def softmax_backward(
     >>> sd.softmax_backward(xp.asarray([1.0, 0.0]), y)
     Array([ 0.25, -0.25], dtype=array_api_strict.float64)
     """
+    if other:
+        refuse_keywords("softmax_backward", other)
     return _backward("softmax_backward", grad, y, axis, where, out, backend)
 
 
@@ -239,6 +256,7 @@ def log_softmax_backward(
     where: Array | None = None,
     out: Array | None = None,
     backend: str | None = None,
+    **other: Any,
 ) -> Array:
     """Gradient of log_softmax with respect to its input, from the upstream gradient and
     the saved output ``y = log_softmax(x, axis)``: ``grad - exp(y) * sum(grad, axis)``.
@@ -251,6 +269,8 @@ def log_softmax_backward(
     >>> sd.log_softmax_backward(xp.asarray([1.0, 0.0]), y)
     Array([ 0.5, -0.5], dtype=array_api_strict.float64)
     """
+    if other:
+        refuse_keywords("log_softmax_backward", other)
     return _backward("log_softmax_backward", grad, y, axis, where, out, backend)
 
 
@@ -286,6 +306,7 @@ def softmax_cross_entropy(
     ignore_index: int | None = None,
     weight: Array | None = None,
     backend: str | None = None,
+    **other: Any,
 ) -> Array:
     """Cross-entropy between ``softmax(logits, axis)`` and ``target``, with the semantics
     of ``torch.nn.functional.cross_entropy`` on class axis ``axis``.
@@ -323,6 +344,8 @@ def softmax_cross_entropy(
     ...                          reduction="none")
     Array([0.69314718, 0.        ], dtype=array_api_strict.float64)
     """
+    if other:
+        refuse_keywords("softmax_cross_entropy", other)
     options = (reduction, label_smoothing, ignore_index)
     res, xp, a = _cross_entropy(logits, target, axis, options, weight, backend)
     loss = res.kernels["cross_entropy"](xp, a.logits, a.target, a.axis, **a.options())
@@ -341,6 +364,7 @@ def softmax_cross_entropy_backward(
     ignore_index: int | None = None,
     weight: Array | None = None,
     backend: str | None = None,
+    **other: Any,
 ) -> Array:
     """``grad`` times the gradient of `softmax_cross_entropy` with respect to ``logits``.
 
@@ -355,6 +379,8 @@ def softmax_cross_entropy_backward(
     >>> sd.softmax_cross_entropy_backward(logits, xp.asarray([0]))  # softmax - onehot
     Array([[-0.5,  0.5]], dtype=array_api_strict.float64)
     """
+    if other:
+        refuse_keywords("softmax_cross_entropy_backward", other)
     options = (reduction, label_smoothing, ignore_index)
     res, xp, a = _cross_entropy(logits, target, axis, options, weight, backend, grad)
     dx = res.kernels["cross_entropy_backward"](

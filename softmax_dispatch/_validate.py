@@ -79,6 +79,46 @@ def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     return (_one_axis(axis, ndim),)
 
 
+#: Keywords users bring from other libraries, and what to write here instead.
+_HABITS = {
+    "dim": "use axis= (the Array API's name for PyTorch's dim)",
+    "keepdim": "results always keep the input's shape",
+    "keepdims": "results always keep the input's shape",
+    "size_average": "use reduction='mean', 'sum' or 'none' (PyTorch's current spelling)",
+    "reduce": "use reduction='mean', 'sum' or 'none' (PyTorch's current spelling)",
+    "initial": "use where= to leave entries out",
+}
+
+
+def refuse_keywords(function: str, given: dict[str, Any]) -> None:
+    """`TypeError` for keyword arguments ``function`` does not take, with a hint for the
+    ones other libraries use (``dim=`` is ``axis=`` here) and the accepted list."""
+    import inspect
+
+    from . import _api
+
+    params = inspect.signature(getattr(_api, function)).parameters.values()
+    accepted = [
+        p.name
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "other"
+    ]
+    name = next(iter(given))
+    hint = _HABITS.get(name)
+    hint = f"; {hint}" if hint else ""
+    raise TypeError(
+        f"{function}() got an unexpected keyword argument {name!r}{hint} "
+        f"(accepted: {', '.join(accepted)})"
+    )
+
+
+def library_name(xp: ModuleType) -> str:
+    """The array library as its users import it: ``numpy`` for
+    ``array_api_compat.numpy``, ``torch``, ``jax.numpy``, ``dask.array``, ..."""
+    name = xp.__name__
+    return name.removeprefix("array_api_compat.")
+
+
 def default_float(xp: ModuleType, x: Any) -> Any:
     info = getattr(xp, "__array_namespace_info__", None)
     if info is not None:
@@ -141,14 +181,17 @@ def as_float(xp: ModuleType, x: Any, dtype: Any, label: str) -> Any:
     if dtype is None and kind == "float":  # the common case: nothing to do
         return x
     if dtype is not None:
+        if isinstance(dtype, str):  # "float32": the namespace's dtype of that name
+            dtype = getattr(xp, dtype, dtype)
         try:
             ok = xp.isdtype(dtype, "real floating")
         except Exception:
             ok = False
         if not ok:
+            lib = library_name(xp)
             raise TypeError(
-                f"dtype must be a real floating dtype of {xp.__name__} "
-                f"(e.g. {xp.__name__}.float32), got {dtype!r}"
+                f"dtype must be a real floating dtype of {lib}, by name or object "
+                f"(e.g. 'float32' or {lib}.float32), got {dtype!r}"
             )
     if kind == "other":
         _refuse_kind(xp, src, label)
@@ -342,11 +385,21 @@ def check_cross_entropy(
             raise ValueError(
                 f"class-index target must have the logits' shape without axis {axis}, "
                 f"{sample_shape}, got {tuple(target.shape)}"
+                + _class_axis_hint(shape, tuple(target.shape), axis)
             )
         if (cheap_reads or reads_are_cheap)(target):
             check_class_indices(xp, target, n_classes, ignore_index)
     elif kind == "float":
         if not shapes_match(tuple(target.shape), shape):
+            if _class_axis_hint(shape, tuple(target.shape), axis) or shapes_match(
+                tuple(target.shape), sample_shape
+            ):
+                raise ValueError(
+                    f"target has dtype {target.dtype} and shape {tuple(target.shape)}, the "
+                    "shape of class indices: class indices must be integers (cast them, "
+                    "e.g. astype(int64) or .long()); a floating target is read as class "
+                    f"probabilities, which need the logits' shape {shape}"
+                )
             raise ValueError(
                 f"probability target must have the logits' shape {shape}, got {tuple(target.shape)}"
             )
@@ -371,6 +424,22 @@ def check_cross_entropy(
         grad = _check_grad(xp, grad, reduction, sample_shape)
     return CrossEntropyArgs(
         logits, target, axis, weight, ignore_index, ls, reduction, kind == "int", grad
+    )
+
+
+def _class_axis_hint(shape: tuple[Any, ...], target_shape: tuple[Any, ...], axis: int) -> str:
+    """``"; ... pass axis=1"`` where the target would fit the logits with another class
+    axis (PyTorch's class axis is 1, ours defaults to the last)."""
+    fits = [
+        a
+        for a in range(len(shape))
+        if a != axis and shapes_match(shape[:a] + shape[a + 1 :], target_shape)
+    ]
+    if not fits:
+        return ""
+    return (
+        f"; it fits with the classes on axis {fits[0]}: pass axis={fits[0]} (PyTorch's "
+        "cross_entropy takes classes on axis 1; here the default is the last axis)"
     )
 
 

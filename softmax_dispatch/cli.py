@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import importlib.util
 import json
+import os
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -60,20 +64,71 @@ def cmd_backends(args: argparse.Namespace) -> int:
         [
             r["name"],
             "yes" if r["available"] else "no",
-            ", ".join(r["devices"]) or ("(the array's own)" if r["available"] else "-"),
+            _fit(", ".join(r["devices"]) or ("(the array's own)" if r["available"] else "-"), 36),
             str(r["priority"]),
-            f"{r['distribution'] or 'run time'} {r['version'] or ''}".strip(),
-            r["reason"] or "",
+            _fit(f"{r['distribution'] or 'run time'} {r['version'] or ''}".strip(), 24),
         ]
         for r in rows
     ]
-    print(_table(["backend", "available", "devices", "priority", "distribution", "reason"], table))
+    print(_table(["backend", "available", "devices", "priority", "distribution"], table))
+    unavailable = [r for r in rows if r["reason"]]
+    if unavailable:
+        print("\nwhy unavailable:")
+        for r in unavailable:
+            print(_wrapped(f"{r['name']}: {r['reason']}"))
     if failures:
         print("\nplugins that failed to load:")
         for f in failures:
             origin = f"{f['distribution'] or '?'} {f['version'] or ''}".strip()
-            print(f"  {f['plugin']} ({origin}): {f['error']}")
+            print(_wrapped(f"{f['plugin']} ({origin}): {f['error']}"))
+    print("\n(--json: every field in full)")
     return 0
+
+
+WIDTH = 100
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` columns, ending in an ellipsis if cut."""
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def _wrapped(text: str) -> str:
+    """A line of prose wrapped to the table width, continuation lines indented."""
+    return textwrap.fill(text, WIDTH, initial_indent="  ", subsequent_indent="    ")
+
+
+def cmd_version() -> int:
+    """The package's version, then each backend's library and its installed version."""
+    from . import __version__
+
+    print(f"softmax-dispatch {__version__}")
+    rows, _failures = _backends_rows()
+    for r in rows:
+        libs = _LIBRARIES.get(r["name"], ())
+        found = []
+        for lib in libs:
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                found.append(f"{lib} {importlib.metadata.version(lib)}")
+        if libs and not found:
+            found = [f"{libs[0]} not installed"]
+        origin = f"{r['distribution'] or 'run time'} {r['version'] or ''}".strip()
+        print(f"{r['name']:18} {'  '.join(found) or '-':40} ({origin})"[:WIDTH].rstrip())
+    print(f"Python {sys.version.split()[0]}")
+    return 0
+
+
+#: The distributions each built-in backend runs on (third-party ones report their own).
+_LIBRARIES = {
+    "numpy": ("numpy",),
+    "cupy": ("cupy-cuda12x", "cupy-cuda13x", "cupy"),
+    "torch": ("torch",),
+    "jax": ("jax", "jaxlib"),
+    "array_api_strict": ("array-api-strict",),
+    "dask": ("dask",),
+    "cubed": ("cubed",),
+    "array_api": ("array-api-compat",),
+}
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -95,6 +150,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except runner.Unrunnable as exc:
         print(f"softmax-dispatch check: {exc}", file=sys.stderr)
         return 2
+    every_row, rows = rows, [r for r in rows if (r.backend, r.device) != runner.UNATTRIBUTED]
     failed = any(r.failed for r in rows)
     if args.json:
         data = {
@@ -121,25 +177,35 @@ def cmd_check(args: argparse.Namespace) -> int:
         table = [
             [
                 r.backend,
-                r.device,
-                ", ".join(sorted(r.paths)),
-                ", ".join(d for d in _DTYPE_ORDER if d in r.dtypes),
+                _fit(r.device, 12),
+                ",".join(sorted(r.paths)),
+                ",".join(_DTYPE_SHORT[d] for d in _DTYPE_ORDER if d in r.dtypes),
                 str(r.passed),
                 str(r.failed),
                 str(r.skipped),
                 {True: "yes", False: "no", None: "-"}[r.batch_invariant],
-                f"{r.seconds:.1f}s",
+                f"{r.seconds:.0f}s",
             ]
             for r in rows
         ]
         headers = [
-            "backend", "device", "kernels", "dtypes", "passed", "failed", "skipped",
-            "batch-invariant", "time",
+            "backend", "device", "kernels", "dtypes", "pass", "fail", "skip", "row-inv", "time",
         ]  # fmt: skip
         print()
         print(_table(headers, table))
+        print(
+            _wrapped(
+                "row-inv: each row computed from itself alone, bit for bit in any batch "
+                "(checked, not promised, unless the backend promises it)"
+            ).strip()
+        )
+        reasons = runner.skip_summary(every_row)
+        if reasons:
+            print("skipped:")
+            for count, why in reasons:
+                print(f"  {count} x {_fit(why, WIDTH - 8 - len(str(count)))}")
         for name, why in not_run:
-            print(f"not run: {name}: {why}")
+            print(_wrapped(f"not run: {name}: {why}").strip())
     if not any(r.passed + r.failed for r in rows):
         print("softmax-dispatch check: no test ran", file=sys.stderr)
         return 1
@@ -149,6 +215,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 _DTYPE_ORDER = ("float16", "bfloat16", "float32", "float64")
+_DTYPE_SHORT = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "float64": "f64"}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -173,7 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="softmax-dispatch",
         description="The softmax family on any Array API array: backends, checks, benchmarks.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--version",
+        action="store_true",
+        help="print the version, each backend's library version, and exit",
+    )
+    sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("backends", help="list backends: availability, devices, origin")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_backends)
@@ -214,8 +286,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.version:
+            return cmd_version()
+        if args.command is None:
+            parser.error("a command is required: backends, check or bench")
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit as "Exception ignored"
+        return code
+    except BrokenPipeError:
+        # The reader went away (`softmax-dispatch backends | head -1`): stop quietly, with
+        # the status of a command ended by SIGPIPE, as other command-line tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

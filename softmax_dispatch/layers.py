@@ -43,6 +43,14 @@ def _check_axis(axis: Any, *, single: bool = False) -> Any:
         raise TypeError(f"axis must be {want}, got {axis!r}") from None
 
 
+def _refuse(layer: str, given: dict[str, Any], accepted: str) -> None:
+    name = next(iter(given))
+    hint = "; use axis= (the Array API's name for PyTorch's dim)" if name == "dim" else ""
+    raise TypeError(
+        f"{layer}() got an unexpected keyword argument {name!r}{hint} (accepted: {accepted})"
+    )
+
+
 class _Kept:
     """The arrays a layer keeps for backward, and a check that none was modified in place
     since (PyTorch's version counters; other libraries' arrays are protected by
@@ -89,7 +97,9 @@ class _Normalizer:
     _forward_fn: Any
     _backward_fn: Any
 
-    def __init__(self, axis: int | tuple[int, ...] | None = -1) -> None:
+    def __init__(self, axis: int | tuple[int, ...] | None = -1, **other: Any) -> None:
+        if other:
+            _refuse(type(self).__name__, other, "axis")
         self.axis = _check_axis(axis)
         self._saved: _Kept | None = None
 
@@ -174,7 +184,14 @@ class SoftmaxCrossEntropy:
         label_smoothing: float = 0.0,
         ignore_index: int | None = None,
         weight: Array | None = None,
+        **other: Any,
     ) -> None:
+        if other:
+            _refuse(
+                type(self).__name__,
+                other,
+                "axis, reduction, label_smoothing, ignore_index, weight",
+            )
         self.axis = _check_axis(axis, single=True)
         self.reduction, self.label_smoothing, self.ignore_index = cross_entropy_options(
             reduction, label_smoothing, ignore_index

@@ -4,8 +4,8 @@ memory floor, the backend's targets checked, the machine; as a table, JSON or a 
 from __future__ import annotations
 
 import json
-import os
 import platform
+import textwrap
 from typing import Any
 
 from .._backend import BackendInfo, BenchKit, device_name
@@ -65,10 +65,9 @@ def collect(
         targets.append(
             dict(case=t.case, what=what, ratio=value, target=f"{t.sense} {t.bound}", ok=ok)
         )
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
+    from . import cores as usable_cores  # (the package imports this module)
+
+    cores = usable_cores()
     machine = dict(
         backend=info.name,
         device=device_name(device) if device is not None else None,
@@ -85,6 +84,9 @@ def print_json(data: dict[str, Any]) -> None:
     print(json.dumps(data, indent=2))
 
 
+WIDTH = 100
+
+
 def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
@@ -93,8 +95,12 @@ def print_table(data: dict[str, Any]) -> None:
     m = data["machine"]
     libs = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
     print(
-        f"backend {m['backend']} on {m['device']}: {m['cpu']}, {m['cores']} cores, "
-        f"threads={m['threads']}, Python {m['python']}" + (f"; {libs}" if libs else "")
+        textwrap.fill(
+            f"backend {m['backend']} on {m['device']}: {m['cpu']}, {m['cores']} cores, "
+            f"threads={m['threads']}, Python {m['python']}" + (f"; {libs}" if libs else ""),
+            WIDTH,
+            subsequent_indent="  ",
+        )
     )
     print(f"\n{'case':34} {'impl':14} {'median ms':>10} {'GB/s':>7} {'/floor':>7}")
     for r in data["rows"]:
@@ -111,12 +117,15 @@ def print_table(data: dict[str, Any]) -> None:
             )
     for s in data["skipped"]:
         where = f" in {s['case']}" if s["case"] else ""
-        print(f"not reported: {s['peer']}{where}: {s['reason']}"[:200])
-    print(
-        "\nfloor: a copy of the bytes the op must move (fresh, or into out=). Times: medians "
-        "of interleaved rounds; target ratios: medians of the per-round ratios. A loaded "
-        "machine moves every ratio."
+        text = f"not reported: {s['peer']}{where}: {s['reason']}"
+        print(textwrap.fill(textwrap.shorten(text, 400), WIDTH, subsequent_indent="  "))
+    footer = (
+        "floor: a copy of the bytes the op must move (fresh, or into out=). Times: medians of "
+        "interleaved rounds; target ratios: medians of the per-round ratios, each target the "
+        "backend's own (MISS: not met in this run). A loaded machine moves every ratio: "
+        "compare runs on a quiet machine."
     )
+    print("\n" + textwrap.fill(footer, WIDTH))
 
 
 def plot(data: dict[str, Any], path: str) -> None:

@@ -54,12 +54,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ONLY = "_softmax_dispatch_only"
 
 
-def only(predicate: Callable[[Target], bool]) -> Callable[[F], F]:
+def only(predicate: Callable[[Target], bool], reason: str) -> Callable[[F], F]:
     """Run the decorated test only on the targets ``predicate`` accepts (e.g. those whose
-    library differentiates), rather than skipping it on every other one."""
+    library differentiates), rather than skipping it on every other one; where no target
+    qualifies, it is skipped once with ``reason``."""
 
     def mark(fn: F) -> F:
-        setattr(fn, _ONLY, predicate)
+        setattr(fn, _ONLY, (predicate, reason))
         return fn
 
     return mark
@@ -69,9 +70,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "target" not in metafunc.fixturenames:
         return
     targets = targets_for(metafunc.config)
-    predicate = getattr(metafunc.function, _ONLY, None)
-    if predicate is not None:
+    only_for = getattr(metafunc.function, _ONLY, None)
+    if only_for is not None:
+        predicate, reason = only_for
         targets = [t for t in targets if predicate(t)]
+        if not targets:
+            skip = pytest.mark.skip(reason=reason)
+            names = ("target", "dtype") if "dtype" in metafunc.fixturenames else ("target",)
+            values = (None, None) if len(names) == 2 else None
+            metafunc.parametrize(
+                names,
+                [pytest.param(*([values] if len(names) == 1 else values), marks=skip, id="none")],
+            )
+            return
     if "dtype" in metafunc.fixturenames:
         pairs = [(t, d) for t in targets for d in t.dtypes]
         metafunc.parametrize(("target", "dtype"), pairs, ids=[f"{t.id}-{d}" for t, d in pairs])
