@@ -77,6 +77,7 @@ def test_check_talks_as_it_goes_and_leaves_no_files(tmp_path):
     assert re.search(r"\[\s*\d+\.\ds\] numpy on cpu: \d+ tests", proc.stderr)  # a header
     assert list(tmp_path.iterdir()) == []  # no .hypothesis/, no .pytest_cache/
     assert max(map(len, proc.stdout.splitlines())) <= 100
+    assert max(map(len, proc.stderr.splitlines())) <= 100
 
 
 def test_check_summary_gives_skip_reasons():

@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -196,7 +197,7 @@ def _plan(targets: Sequence[Target], not_run: Sequence[tuple[str, str]]) -> str:
     lines = [f"check: {n} backend{'s' if n != 1 else ''}: " + "; ".join(parts)]
     if not_run:
         lines.append("not run: " + ", ".join(name for name, _ in not_run) + " (why: at the end)")
-    return "\n".join(lines)
+    return "\n".join(textwrap.fill(line, 100, subsequent_indent="    ") for line in lines)
 
 
 def run(
