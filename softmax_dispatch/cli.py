@@ -166,8 +166,12 @@ def cmd_check(args: argparse.Namespace) -> int:
                     "seconds": round(r.seconds, 3),
                     "failures": r.failures,
                     "batch_invariant": r.batch_invariant,
+                    "skip_reasons": r.skip_reasons,
                 }
                 for r in rows
+            ],
+            "skip_reasons": [
+                {"count": n, "reason": why} for n, why in runner.skip_summary(every_row, 10**6)
             ],
             "not_run": [{"backend": b, "reason": why} for b, why in not_run],
             "pytest_exit_code": code,

@@ -85,6 +85,10 @@ def test_check_summary_gives_skip_reasons():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "skipped:" in proc.stdout
     assert re.search(r"^\s+\d+ x .*(PyTorch|JAX|autodiff|complex)", proc.stdout, flags=re.M)
+    data = json.loads(
+        _cli("check", "--backend", "numpy", "--json", "--", "-q", "-k", "autodiff").stdout
+    )
+    assert any("autodiff" in s["reason"] for s in data["skip_reasons"])
 
 
 def test_not_run_lines_say_how_to_install_and_omit_the_catch_all():
