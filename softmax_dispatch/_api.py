@@ -56,8 +56,7 @@ def _forward(
             axes = normalize_axes(axis, ndim)
         if 0 in x.shape:
             return _array(xp, _empty(xp, x), x)
-        y = res.kernels[op](xp, x, axes, None, None)
-        return y if y.ndim or type(y) is type(x) else xp.asarray(y)
+        return _array(xp, res.kernels[op](xp, x, axes, None, None), x)
     given_out, where, out = out, _plain_or_none(where, "where"), _plain_or_none(out, "out")
     res, xp = resolve(x, _optional(where=where, out=out), backend)
     x = as_float(xp, x, dtype, "x")
@@ -157,7 +156,7 @@ def softmax(
     Array([0.26894142, 0.73105858, 0.        ], dtype=array_api_strict.float64)
     """
     if other:
-        refuse_keywords("softmax", other)
+        refuse_keywords(softmax, other)
     return _forward("softmax", x, axis, where, dtype, out, backend)
 
 
@@ -187,7 +186,7 @@ def log_softmax(
     Array([    0., -1000.], dtype=array_api_strict.float64)
     """
     if other:
-        refuse_keywords("log_softmax", other)
+        refuse_keywords(log_softmax, other)
     return _forward("log_softmax", x, axis, where, dtype, out, backend)
 
 
@@ -243,7 +242,7 @@ def softmax_backward(
     Array([ 0.25, -0.25], dtype=array_api_strict.float64)
     """
     if other:
-        refuse_keywords("softmax_backward", other)
+        refuse_keywords(softmax_backward, other)
     return _backward("softmax_backward", grad, y, axis, where, out, backend)
 
 
@@ -270,7 +269,7 @@ def log_softmax_backward(
     Array([ 0.5, -0.5], dtype=array_api_strict.float64)
     """
     if other:
-        refuse_keywords("log_softmax_backward", other)
+        refuse_keywords(log_softmax_backward, other)
     return _backward("log_softmax_backward", grad, y, axis, where, out, backend)
 
 
@@ -345,7 +344,7 @@ def softmax_cross_entropy(
     Array([0.69314718, 0.        ], dtype=array_api_strict.float64)
     """
     if other:
-        refuse_keywords("softmax_cross_entropy", other)
+        refuse_keywords(softmax_cross_entropy, other)
     options = (reduction, label_smoothing, ignore_index)
     res, xp, a = _cross_entropy(logits, target, axis, options, weight, backend)
     loss = res.kernels["cross_entropy"](xp, a.logits, a.target, a.axis, **a.options())
@@ -380,7 +379,7 @@ def softmax_cross_entropy_backward(
     Array([[-0.5,  0.5]], dtype=array_api_strict.float64)
     """
     if other:
-        refuse_keywords("softmax_cross_entropy_backward", other)
+        refuse_keywords(softmax_cross_entropy_backward, other)
     options = (reduction, label_smoothing, ignore_index)
     res, xp, a = _cross_entropy(logits, target, axis, options, weight, backend, grad)
     dx = res.kernels["cross_entropy_backward"](

@@ -7,6 +7,7 @@ the highest-priority backend that owns the array (cached per array type).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -228,16 +229,7 @@ def resolve(
     if others:
         _same_device(res.device, x, others, primary)
     if _open_blocks and _generic_only.get():
-        res = Resolved(
-            res.name,
-            res.owns,
-            res.xp,
-            res.generic,
-            res.generic,
-            res.device,
-            res.cheap_reads,
-            res.accepts,
-        )
+        res = dataclasses.replace(res, kernels=res.generic)
     return res, xp
 
 

@@ -90,14 +90,13 @@ _HABITS = {
 }
 
 
-def refuse_keywords(function: str, given: dict[str, Any]) -> None:
-    """`TypeError` for keyword arguments ``function`` does not take, with a hint for the
-    ones other libraries use (``dim=`` is ``axis=`` here) and the accepted list."""
+def refuse_keywords(function: Callable[..., Any], given: dict[str, Any]) -> None:
+    """`TypeError` for keyword arguments ``function`` (a public function or a layer
+    class) does not take, with a hint for the ones other libraries use (``dim=`` is
+    ``axis=`` here) and the accepted list."""
     import inspect
 
-    from . import _api
-
-    params = inspect.signature(getattr(_api, function)).parameters.values()
+    params = inspect.signature(function).parameters.values()
     accepted = [
         p.name
         for p in params
@@ -107,7 +106,7 @@ def refuse_keywords(function: str, given: dict[str, Any]) -> None:
     hint = _HABITS.get(name)
     hint = f"; {hint}" if hint else ""
     raise TypeError(
-        f"{function}() got an unexpected keyword argument {name!r}{hint} "
+        f"{function.__name__}() got an unexpected keyword argument {name!r}{hint} "
         f"(accepted: {', '.join(accepted)})"
     )
 
@@ -181,6 +180,7 @@ def as_float(xp: ModuleType, x: Any, dtype: Any, label: str) -> Any:
     if dtype is None and kind == "float":  # the common case: nothing to do
         return x
     if dtype is not None:
+        given = dtype
         if isinstance(dtype, str):  # "float32": the namespace's dtype of that name
             dtype = getattr(xp, dtype, dtype)
         try:
@@ -191,7 +191,7 @@ def as_float(xp: ModuleType, x: Any, dtype: Any, label: str) -> Any:
             lib = library_name(xp)
             raise TypeError(
                 f"dtype must be a real floating dtype of {lib}, by name or object "
-                f"(e.g. 'float32' or {lib}.float32), got {dtype!r}"
+                f"(e.g. 'float32' or {lib}.float32), got {given!r}"
             )
     if kind == "other":
         _refuse_kind(xp, src, label)

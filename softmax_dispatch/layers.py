@@ -16,7 +16,7 @@ from ._api import (
     softmax_cross_entropy,
     softmax_cross_entropy_backward,
 )
-from ._validate import cross_entropy_options
+from ._validate import cross_entropy_options, refuse_keywords
 
 Array = Any
 
@@ -41,14 +41,6 @@ def _check_axis(axis: Any, *, single: bool = False) -> Any:
         return one(axis)
     except TypeError:
         raise TypeError(f"axis must be {want}, got {axis!r}") from None
-
-
-def _refuse(layer: str, given: dict[str, Any], accepted: str) -> None:
-    name = next(iter(given))
-    hint = "; use axis= (the Array API's name for PyTorch's dim)" if name == "dim" else ""
-    raise TypeError(
-        f"{layer}() got an unexpected keyword argument {name!r}{hint} (accepted: {accepted})"
-    )
 
 
 class _Kept:
@@ -99,7 +91,7 @@ class _Normalizer:
 
     def __init__(self, axis: int | tuple[int, ...] | None = -1, **other: Any) -> None:
         if other:
-            _refuse(type(self).__name__, other, "axis")
+            refuse_keywords(type(self), other)
         self.axis = _check_axis(axis)
         self._saved: _Kept | None = None
 
@@ -187,11 +179,7 @@ class SoftmaxCrossEntropy:
         **other: Any,
     ) -> None:
         if other:
-            _refuse(
-                type(self).__name__,
-                other,
-                "axis, reduction, label_smoothing, ignore_index, weight",
-            )
+            refuse_keywords(type(self), other)
         self.axis = _check_axis(axis, single=True)
         self.reduction, self.label_smoothing, self.ignore_index = cross_entropy_options(
             reduction, label_smoothing, ignore_index

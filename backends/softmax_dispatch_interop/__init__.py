@@ -23,6 +23,12 @@ def require(module: str, library: str, install: str) -> ModuleType:
         raise BackendUnavailable(f"{library} is not installed ({exc}); {install}") from None
 
 
+def never(a: Any) -> bool:
+    """For ``Backend(cheap_reads=...)`` of lazy libraries (Dask, Cubed): values are read
+    when the graph runs, never while it is built."""
+    return False
+
+
 def kernels_of(module: str, names: tuple[str, ...]) -> Any:
     """For ``Backend(kernels=...)``: a function returning the kernels ``names`` of
     ``module`` (a sibling of this package), imported when the backend is first used."""

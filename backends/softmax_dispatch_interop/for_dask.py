@@ -11,7 +11,7 @@ from array_api_compat import is_dask_array, is_numpy_array
 
 from softmax_dispatch import KERNEL_NAMES, Backend, hookimpl
 
-from . import kernels_of, require
+from . import kernels_of, never, require
 
 
 def _namespace() -> ModuleType:
@@ -31,10 +31,6 @@ def _to_numpy(x: Any) -> Any:
     return numpy.asarray(x.compute())
 
 
-def _never(a: Any) -> bool:
-    return False
-
-
 def _bench(device: Any) -> Any:
     from .bench_kits import dask_kit
 
@@ -52,6 +48,6 @@ def softmax_dispatch_backends() -> Iterable[Backend]:
         bench=_bench,
         kernels=kernels_of("dask_kernels", KERNEL_NAMES),
         accepts=is_numpy_array,  # NumPy masks, targets, gradients: wrapped lazily
-        cheap_reads=_never,  # values are read when the graph runs, never while it is built
+        cheap_reads=never,
         description="Dask arrays, lazily: one task per block on the chunks' fused kernels",
     )

@@ -58,12 +58,9 @@ class _Collector:
 
     def pytest_collection_modifyitems(self, items: list[Any]) -> None:
         # one target after another (stable within each), so that progress can say which
-        order = {}
+        order: dict[tuple[str, str] | None, int] = {}
         for item in items:
-            params = getattr(getattr(item, "callspec", None), "params", {})
-            target = params.get("target")
-            key = (target.backend, target.device_name) if isinstance(target, Target) else None
-            order.setdefault(key, len(order))
+            order.setdefault(_key(item), len(order))
         items.sort(key=lambda it: order[_key(it)])
         for item in items:
             params = getattr(getattr(item, "callspec", None), "params", {})

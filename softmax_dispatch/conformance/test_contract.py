@@ -137,6 +137,19 @@ def test_cross_entropy_option_errors(target, kwargs, exc, fragment):
         target.call(sd.softmax_cross_entropy, x, t, **kwargs)
 
 
+def test_errors_answer_habits_from_other_libraries(target):
+    """PyTorch's ``dim=``, float class indices and PyTorch's class axis 1 each get a
+    message that says what to write instead."""
+    x = target.asarray(logits((2, 4, 3), seed=52))
+    with pytest.raises(TypeError, match=r"'dim'.*use axis="):
+        target.call(sd.softmax, x, dim=1)
+    floats = target.asarray(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"class indices must be integers"):
+        target.call(sd.softmax_cross_entropy, x, floats)
+    with pytest.raises(ValueError, match=r"pass axis=1"):
+        target.call(sd.softmax_cross_entropy, x, target.indices(np.zeros((2, 3))))
+
+
 def test_cross_entropy_target_shape_errors(target):
     x = target.asarray(logits((3, 4), seed=51))
     with pytest.raises(ValueError, match=r"class-index target must have .* \(3,\), got \(4,\)"):

@@ -175,6 +175,18 @@ def test_dtype_argument_casts_first(target, dtype):
     )
 
 
+def test_dtype_by_name_is_the_libraries_own_dtype(target, dtype):
+    """``dtype="float32"`` means the array's own library's float32; a name that is no
+    real floating dtype there is a TypeError naming the name."""
+    x = target.asarray(logits((3, 5), seed=7), "float32")
+    by_name = target.call(sd.log_softmax, x, -1, dtype=dtype)
+    by_object = target.call(sd.log_softmax, x, -1, dtype=target.dtype(dtype))
+    assert by_name.dtype == target.dtype(dtype)
+    np.testing.assert_array_equal(target.to_numpy(by_name), target.to_numpy(by_object))
+    with pytest.raises(TypeError, match="'int32'"):
+        target.call(sd.softmax, x, -1, dtype="int32")
+
+
 def test_float16_long_row_accumulates_in_float32(target):
     if "float16" not in target.dtypes:
         pytest.skip("device has no float16")
