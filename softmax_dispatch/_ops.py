@@ -100,11 +100,15 @@ def softmax(
     where: Array | None = None,
     out: Array | None = None,
 ) -> Array:
-    """``exp(x - max) / sum(exp(x - max))``; masked entries 0, fully masked rows 0."""
+    """``exp(x - max) / sum(exp(x - max))``; masked entries 0 (whatever the rest of their
+    row holds), fully masked rows 0."""
     dtype = x.dtype
     x = _up(xp, x, _compute_dtype(xp, dtype))
     e = xp.exp(_shifted(xp, x, axes, where))
-    return _down(xp, e / _total(xp, e, axes, where), dtype)
+    y = e / _total(xp, e, axes, where)
+    if where is not None:  # 0 even where a NaN or +inf elsewhere in the row made e NaN
+        y = xp.where(where, y, xp.zeros_like(y))
+    return _down(xp, y, dtype)
 
 
 def log_softmax(

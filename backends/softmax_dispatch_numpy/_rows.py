@@ -99,6 +99,8 @@ def _forward_block(xb, yb, mb, log: bool, s1, s2) -> None:
             np.divide(e, total, out=work)
         else:
             _mixed_rows(src, e, work, total, valid, ct)
+    if mb is not None:  # masked entries are constants, whatever the rest of the row holds
+        np.copyto(work, -np.inf if log else 0.0, where=~mb)
     if half:
         store(yb, work)
 

@@ -76,6 +76,25 @@ def test_masked_log_softmax_gives_minus_inf_on_masked_entries(target, dtype):
     ref.assert_within(got[0, mask[0]], row0, bound, "masked log_softmax")
 
 
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("poison", [NAN, INF, "all -inf"])
+def test_masked_entries_stay_constant_when_the_rest_of_the_row_is_nan(target, dtype, op, poison):
+    """A masked entry is 0 (-inf in log_softmax) whatever its row holds: a NaN, +inf or
+    all -inf among the unmasked entries makes those NaN, not the masked ones."""
+    host = logits((3, 5), seed=14)
+    if poison == "all -inf":
+        host[1, :] = -INF
+    else:
+        host[1, 0] = poison
+    mask = np.array([True, True, False, True, False])
+    x = target.asarray(host, dtype)
+    got = target.to_numpy(target.call(getattr(sd, op), x, -1, where=target.asarray(mask)))
+    constant = -INF if op == "log_softmax" else 0.0
+    assert (got[:, ~mask] == constant).all(), f"{op}: masked entries gave {got[:, ~mask]}"
+    assert np.isnan(got[1, mask]).all(), f"{op}: the poisoned row's unmasked entries {got[1]}"
+    assert np.isfinite(got[[0, 2]][:, mask]).all()
+
+
 def test_mask_broadcasts(target, dtype):
     x, exact = target.exact(logits((3, 5), seed=12), dtype)
     cols = np.array([True, False, True, True, False])
