@@ -39,6 +39,7 @@ def problems(dist: Path) -> list[str]:
     need = [
         "softmax_dispatch/py.typed",
         "softmax_dispatch/conformance/pytest.ini",
+        "softmax_dispatch_cupy/cuda/softmax.cu",
         *(f"{p}/__init__.py" for p in PACKAGES),
     ]
     out += [f"wheel lacks {n}" for n in need if n not in wheel]
@@ -50,7 +51,13 @@ def problems(dist: Path) -> list[str]:
         out.append("wheel METADATA lacks the version or License-Expression: MIT")
     with tarfile.open(sdists[0]) as tar:
         names = tar.getnames()
-    for n in ("LICENSE", "README.md", "CHANGELOG.md", "softmax_dispatch/py.typed"):
+    for n in (
+        "LICENSE",
+        "README.md",
+        "CHANGELOG.md",
+        "softmax_dispatch/py.typed",
+        "softmax_dispatch_cupy/cuda/softmax.cu",
+    ):
         if not any(name.endswith("/" + n) for name in names):
             out.append(f"sdist lacks {n}")
     return out

@@ -71,6 +71,9 @@ def cmd_backends(args: argparse.Namespace) -> int:
         for r in rows
     ]
     print(_table(["backend", "available", "devices", "priority", "distribution"], table))
+    print("\nwhat each runs:")
+    for r in rows:
+        print(_wrapped(f"{r['name']}: {r['description'] or '-'}"))
     unavailable = [r for r in rows if r["reason"]]
     if unavailable:
         print("\nwhy unavailable:")

@@ -73,6 +73,41 @@ CATALOG: dict[str, Spec] = {
             rounds=5,
         ),
         Spec("autograd softmax 2048x8192 f32", "autograd", "softmax", (2048, 8192), "float32"),
+        # GPU sizes (CuPy, PyTorch on CUDA): rows of 256-1K, 2K-32K (>= 256 MiB) and
+        # 64K-256K, float32 and float16; backward and cross-entropy at LLM sizes
+        *_pair("softmax log_softmax", (16384, 256), "float32"),
+        *_pair("softmax log_softmax", (16384, 1024), "float32"),
+        *_pair("softmax log_softmax", (16384, 4096), "float32"),
+        *_pair("softmax", (8192, 16384), "float32"),
+        *_pair("softmax log_softmax", (4096, 32768), "float32"),
+        *_pair("softmax", (2048, 65536), "float32"),
+        *_pair("softmax", (512, 262144), "float32"),
+        *_pair("softmax", (16384, 1024), "float16"),
+        *_pair("softmax", (65536, 4096), "float16"),
+        *_pair("softmax", (8192, 32768), "float16"),
+        *_pair("softmax", (2048, 131072), "float16"),
+        Spec(
+            "softmax_backward 16384x4096 f32",
+            "backward",
+            "softmax_backward",
+            (16384, 4096),
+            "float32",
+        ),
+        Spec(
+            "log_softmax_backward 16384x4096 f32",
+            "backward",
+            "log_softmax_backward",
+            (16384, 4096),
+            "float32",
+        ),
+        Spec(
+            "cross_entropy 4096x128000 f32",
+            "cross_entropy",
+            "cross_entropy",
+            (4096, 128000),
+            "float32",
+            rounds=5,
+        ),
         Spec(
             "autograd log_softmax 2048x8192 f32", "autograd", "log_softmax", (2048, 8192), "float32"
         ),
