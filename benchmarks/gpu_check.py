@@ -29,6 +29,7 @@ import base64
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,24 +45,31 @@ def _run(
     cmd: list[str], out: Path, limit: float, env: dict[str, str] | None = None
 ) -> tuple[int | str, float]:
     """``cmd``, its stdout into ``out`` and its stderr into ``out`` with ``.log``;
-    (exit status or "timeout", seconds)."""
+    (exit status, or "timeout" with it, and seconds). At the time limit the command gets
+    SIGINT first (pytest then reports what ran so far, and ``check --json`` prints it),
+    and is killed 30 s later if it is still running."""
     start = time.monotonic()
     with out.open("w") as stdout, out.with_suffix(".log").open("w") as stderr:
         stderr.write(f"$ {' '.join(cmd)}\n")
         stderr.flush()
+        proc = subprocess.Popen(
+            cmd,
+            stdout=stdout,
+            stderr=stderr,
+            env={**os.environ, **(env or {})},
+            cwd=tempfile.gettempdir(),  # the installed package, not the checkout
+        )
         try:
-            proc = subprocess.run(
-                cmd,
-                stdout=stdout,
-                stderr=stderr,
-                env={**os.environ, **(env or {})},
-                timeout=max(1.0, limit),
-                cwd=tempfile.gettempdir(),  # the installed package, not the checkout
-            )
-            status: int | str = proc.returncode
+            status: int | str = proc.wait(timeout=max(1.0, limit))
         except subprocess.TimeoutExpired:
-            status = "timeout"
-            stderr.write(f"\n[gpu_check] stopped after {limit:.0f} s\n")
+            proc.send_signal(signal.SIGINT)
+            try:
+                code = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            status = f"timeout (exit {code})"
+            stderr.write(f"\n[gpu_check] interrupted after {limit:.0f} s\n")
     return status, time.monotonic() - start
 
 
