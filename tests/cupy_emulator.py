@@ -121,7 +121,8 @@ def _normalise(v, m, s, any_, masked, log, keep=None) -> np.ndarray:
 
 
 class Emulator:
-    """Launches, checked against softmax.cu and done in NumPy; ``calls`` records them."""
+    """Launches, checked against softmax.cu and done in NumPy; ``calls`` records their
+    name expressions."""
 
     def __init__(self) -> None:
         self.signatures = signatures()
@@ -170,7 +171,7 @@ class Emulator:
         assert device_id == 0 and plan.grid >= 1 and plan.block % 32 == 0
         a = self._check(plan.kernel, args)
         base = plan.kernel.split("<")[0]
-        self.calls.append(base)
+        self.calls.append(plan.kernel)
         getattr(self, base[3:])(a)
 
     @staticmethod

@@ -340,7 +340,8 @@ def test_what_the_kernels_do_not_cover_goes_to_the_written_once_kernels(kernels)
         _ops.softmax_backward(xp, g64, y, (2,)),
         rtol=1e-6,
     )
-    assert kernels.emulator.calls == ["sd_forward_warp"]  # only the single-axis softmax
+    calls = [call.split("<")[0] for call in kernels.emulator.calls]
+    assert calls == ["sd_forward_warp"]  # only the single-axis softmax
 
 
 CE_CASES = [
@@ -349,6 +350,7 @@ CE_CASES = [
     dict(shape=(5, 3000), axis=1, weight=True, ignore=-100, eps=0.0),
     dict(shape=(4, 12, 3), axis=1, weight=False, ignore=2, eps=0.2),  # PyTorch's (N, C, d)
     dict(shape=(9, 17), axis=-1, weight=True, ignore=None, eps=0.05),
+    dict(shape=(3, 5000), axis=1, weight=True, ignore=None, eps=0.1),  # not on chip
 ]
 
 
@@ -387,7 +389,11 @@ def test_cross_entropy_matches_the_written_once_kernels(kernels, dtype, case, re
         np.asarray(got, np.float64), np.asarray(want, np.float64), equal_nan=True, **tol
     )
     grad = emulator.fake(rng.random(sample).astype(dtype)) if reduction == "none" else 0.5
+    kernels.emulator.calls.clear()
     got = kernels.cross_entropy_backward(xp, logits, target, grad, axis, **opts)
+    (call,) = kernels.emulator.calls
+    onchip = shape[axis] * np.dtype(dtype).itemsize * (2 if dtype == np.float16 else 1) <= 15 * 1024
+    assert call.startswith("sd_ce_backward<") and call.endswith(f"{str(onchip).lower()}>")
     want = _ops.cross_entropy_backward(xp, _f64(logits), target, _f64(grad), axis, **ref_opts)
     assert got.shape == logits.shape and got.dtype == logits.dtype and got.flags.c_contiguous
     np.testing.assert_allclose(

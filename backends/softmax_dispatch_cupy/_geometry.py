@@ -9,7 +9,7 @@ Variants, by row length (``cols``) and number of rows:
 - ``warp``: ``32 // width`` rows per warp, a row in registers (``items`` packs of ``vec``
   values per lane); rows up to ``warp_max_cols`` (1K for float32 forward).
 - ``block``: a block per row, the row in dynamic shared memory (forward only), up to what
-  a block may hold (32K float32 values on an H100).
+  a block may hold (56K float32 values on an H100).
 - ``split``: each row cut into ``splits`` chunks, one block per chunk; a first kernel
   writes each chunk's (max, sum), a second merges them and writes the chunk. Rows are
   split when there are fewer than ``2 x SM count`` of them; ``splits == 1`` is the online
@@ -244,23 +244,27 @@ def column_plan(op: str, outer: int, n: int, inner: int, dtype: str, limits: Lim
 
 
 def cross_entropy_plan(rows: int, classes: int, dtype: str, vec: int, limits: Limits) -> Plan:
-    """Cross-entropy forward and backward kernels (class indices), a block per sample.
+    """Cross-entropy forward and backward kernels (class indices), a block per sample; the
+    backward keeps a sample's logits in shared memory where they fit (read once).
 
     >>> [launch.kernel for launch in cross_entropy_plan(8, 32000, "float32", 4, H100).launches]
-    ['sd_ce_forward<float, 4>', 'sd_ce_backward<float, 4>']
+    ['sd_ce_forward<float, 4>', 'sd_ce_backward<float, 4, true>']
+    >>> cross_entropy_plan(8, 128000, "float32", 4, H100).launches[1].kernel
+    'sd_ce_backward<float, 4, false>'
     """
     _check(rows, classes, vec)
     threads = _threads(_cdiv(classes, vec))
     grid = min(rows, limits.grid_cap)
     ct = _ctype(dtype)
-    return Plan(
-        "block",
-        vec,
-        (
-            Launch(f"sd_ce_forward<{ct}, {vec}>", grid, threads),
-            Launch(f"sd_ce_backward<{ct}, {vec}>", grid, threads),
-        ),
+    row_bytes = classes * _acc_size(dtype)
+    onchip = row_bytes + _STATIC_SHARED <= limits.max_shared
+    backward = Launch(
+        f"sd_ce_backward<{ct}, {vec}, {'true' if onchip else 'false'}>",
+        grid,
+        threads,
+        row_bytes if onchip else 0,
     )
+    return Plan("block", vec, (Launch(f"sd_ce_forward<{ct}, {vec}>", grid, threads), backward))
 
 
 def instantiations() -> list[str]:
@@ -279,7 +283,7 @@ def instantiations() -> list[str]:
                 )
                 names.add(column_plan(op, 1, 1, 1, dtype, H100).launches[0].kernel)
             names.add(f"sd_forward_block<{_ctype(dtype)}, {vec}>")
-            names.update(
-                launch.kernel for launch in cross_entropy_plan(1, vec, dtype, vec, H100).launches
-            )
+            for classes in (vec, 2**20):  # the backward on chip, and not
+                plan = cross_entropy_plan(1, classes, dtype, vec, H100)
+                names.update(launch.kernel for launch in plan.launches)
     return sorted(names)

@@ -288,7 +288,8 @@ def cross_entropy_backward(
     xp: Any, logits: Any, target: Any, grad: Any, axis: int, **opts: Any
 ) -> Any:
     """``grad * (softmax(logits) * sum(a) - a)``: a block per sample reads its logits
-    twice (its statistics, then the gradient) and writes the gradient once."""
+    once into shared memory where they fit (else twice: its statistics, then the
+    gradient) and writes the gradient once."""
     if not _ce_fused(logits, axis, opts):
         return generic.cross_entropy_backward(xp, logits, target, grad, axis, **opts)
     with logits.device:

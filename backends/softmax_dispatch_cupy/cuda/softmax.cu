@@ -27,7 +27,7 @@
 //                                          online two-pass kernel for very long rows)
 //   sd_forward_column<T>                   softmax over a strided axis, thread per column
 //   sd_backward_warp / _partial / _finish / _column: the same shapes for the VJPs
-//   sd_ce_forward<T, VEC>, sd_ce_backward<T, VEC>: cross-entropy with class indices,
+//   sd_ce_forward<T, VEC>, sd_ce_backward<T, VEC, ONCHIP>: cross-entropy with class indices,
 //                                          block per sample
 
 // The row-state arithmetic below (up to "loads and stores") is host code too: a C++
@@ -658,15 +658,23 @@ __device__ __forceinline__ int ce_status(i64 t, i64 classes, int has_ignore, i64
     return (t < 0 || t >= classes) ? 2 : 1;    // out of range : counted
 }
 
-template <class T, int VEC>
+// A sample's row statistics; with ONCHIP, its values also go to dynamic shared memory
+// (value i of pack q at buf[i * packs + q], read back by the thread that wrote it).
+template <class T, int VEC, bool ONCHIP>
 __device__ __forceinline__ Norm<typename Acc<T>::type> ce_row(const T* x, i64 off, i64 classes,
-                                                                Row<typename Acc<T>::type>* scratch) {
+                                                                Row<typename Acc<T>::type>* scratch,
+                                                                typename Acc<T>::type* buf) {
     typedef typename Acc<T>::type A;
+    const i64 packs = classes / VEC;
     Row<A> r = row_empty<A>();
     r.any = 1;
-    for (i64 j = (i64)threadIdx.x * VEC; j < classes; j += (i64)blockDim.x * VEC) {
+    for (i64 q = threadIdx.x; q < packs; q += blockDim.x) {
         A v[VEC];
-        load<T, VEC>(x + off + j, v);
+        load<T, VEC>(x + off + q * VEC, v);
+        if constexpr (ONCHIP) {
+#pragma unroll
+            for (int i = 0; i < VEC; ++i) buf[i * packs + q] = v[i];
+        }
         r = row_add(r, v);
     }
     return row_norm(block_row(r, scratch), 0);
@@ -688,7 +696,7 @@ __global__ void __launch_bounds__(SD_MAX_BLOCK) sd_ce_forward(const T* __restric
             if (threadIdx.x == 0) loss[row] = status == 0 ? A(0) : sd_nan(A());
             continue;
         }
-        const Norm<A> n = ce_row<T, VEC>(x, off, classes, scratch);
+        const Norm<A> n = ce_row<T, VEC, false>(x, off, classes, scratch, nullptr);
         const A coef = (A(1) - eps) * (has_weight ? weight[t] : A(1));
         A total = A(0);
         if (eps != A(0)) {  // the smoothing term reads the row a second time
@@ -706,7 +714,9 @@ __global__ void __launch_bounds__(SD_MAX_BLOCK) sd_ce_forward(const T* __restric
     }
 }
 
-template <class T, int VEC>
+// ONCHIP: the sample's logits are read once, into shared memory (classes values of
+// Acc<T>), and the gradient computed from there; otherwise they are read twice.
+template <class T, int VEC, bool ONCHIP>
 __global__ void __launch_bounds__(SD_MAX_BLOCK) sd_ce_backward(const T* __restrict__ x, const i64* __restrict__ target,
                                const typename Acc<T>::type* __restrict__ weight,
                                const typename Acc<T>::type* __restrict__ weight_sum,
@@ -714,7 +724,10 @@ __global__ void __launch_bounds__(SD_MAX_BLOCK) sd_ce_backward(const T* __restri
                                const int* __restrict__ nothing_counted, T* __restrict__ dx, i64 rows, i64 classes, int has_weight,
                                int has_ignore, i64 ignore, typename Acc<T>::type eps) {
     typedef typename Acc<T>::type A;
+    extern __shared__ __align__(16) unsigned char sd_smem[];
+    A* buf = reinterpret_cast<A*>(sd_smem);
     __shared__ Row<A> scratch[32];
+    const i64 packs = classes / VEC;
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
         const i64 t = target[row], off = row * classes;
         const int status = ce_status(t, classes, has_ignore, ignore);
@@ -730,14 +743,20 @@ __global__ void __launch_bounds__(SD_MAX_BLOCK) sd_ce_backward(const T* __restri
             }
             continue;
         }
-        const Norm<A> n = ce_row<T, VEC>(x, off, classes, scratch);
+        const Norm<A> n = ce_row<T, VEC, ONCHIP>(x, off, classes, scratch, buf);
         const A w_t = has_weight ? weight[t] : A(1);
         const A spread = eps / A(classes);
         const A total = (A(1) - eps) * w_t + spread * (has_weight ? *weight_sum : A(classes));
         const A sc = scale[row];
-        for (i64 j = (i64)threadIdx.x * VEC; j < classes; j += (i64)blockDim.x * VEC) {
+        for (i64 q = threadIdx.x; q < packs; q += blockDim.x) {
+            const i64 j = q * VEC;
             A v[VEC];
-            load<T, VEC>(x + off + j, v);
+            if constexpr (ONCHIP) {
+#pragma unroll
+                for (int i = 0; i < VEC; ++i) v[i] = buf[i * packs + q];
+            } else {
+                load<T, VEC>(x + off + j, v);
+            }
 #pragma unroll
             for (int i = 0; i < VEC; ++i) {
                 const i64 c = j + i;
