@@ -157,20 +157,15 @@ class Target:
         if self.path == "generic":
             with generic_kernels():
                 return fn(*arrays, **kwargs)
-        import jax
-
         traced = {k: v for k, v in kwargs.items() if _is_array(v)}
-        static = {k: v for k, v in kwargs.items() if k not in traced}
-        positional = tuple(a for a in arrays)
-        array_pos = [i for i, a in enumerate(positional) if _is_array(a)]
-
-        def run(dynamic: tuple[Any, ...], traced_kw: dict[str, Any]) -> Any:
-            args = list(positional)
-            for i, a in zip(array_pos, dynamic):
-                args[i] = a
-            return fn(*args, **static, **traced_kw)
-
-        return jax.jit(run)(tuple(positional[i] for i in array_pos), traced)
+        static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
+        array_pos = tuple(i for i, a in enumerate(arrays) if _is_array(a))
+        fixed = tuple(None if i in array_pos else a for i, a in enumerate(arrays))
+        try:
+            jitted = _jitted(fn, array_pos, fixed, static)
+        except TypeError:  # an unhashable static argument: traced afresh
+            jitted = _jitted.__wrapped__(fn, array_pos, fixed, static)
+        return jitted(tuple(arrays[i] for i in array_pos), traced)
 
     def same_place(self, result: Any, like: Any) -> None:
         """Assert ``result`` is an array of this backend, on this device."""
@@ -185,6 +180,27 @@ class Target:
         assert array_api_compat.array_namespace(result) is array_api_compat.array_namespace(like), (
             "result and input have different array namespaces"
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _jitted(
+    fn: Callable[..., Any],
+    array_pos: tuple[int, ...],
+    fixed: tuple[Any, ...],
+    static: tuple[tuple[str, Any], ...],
+) -> Callable[..., Any]:
+    """``fn`` under ``jax.jit``, its arrays (at ``array_pos`` and as keywords) traced and
+    the rest fixed: one function per call form, so that JAX reuses what it compiled for
+    the same form and shapes instead of tracing every call afresh."""
+    import jax
+
+    def run(dynamic: tuple[Any, ...], traced_kw: dict[str, Any]) -> Any:
+        args = list(fixed)
+        for i, a in zip(array_pos, dynamic):
+            args[i] = a
+        return fn(*args, **dict(static), **traced_kw)
+
+    return jax.jit(run)
 
 
 def _is_array(a: Any) -> bool:
