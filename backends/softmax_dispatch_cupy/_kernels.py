@@ -33,15 +33,11 @@ __all__ = [
     "softmax_backward",
 ]
 
-_NAMES = {
-    np.dtype(np.float16): "float16",
-    np.dtype(np.float32): "float32",
-    np.dtype(np.float64): "float64",
-}
-
 
 def _dtype_name(a: Any) -> str | None:
-    return _NAMES.get(a.dtype)
+    """The dtype's name where the CUDA kernels take it, else None."""
+    name = a.dtype.name
+    return name if name in geometry.DTYPES else None
 
 
 def _acc(dtype: str) -> type:
@@ -51,10 +47,6 @@ def _acc(dtype: str) -> type:
 
 def _aligned(*arrays: Any) -> bool:
     return all(a.data.ptr % 16 == 0 for a in arrays)
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    return math.prod(shape)
 
 
 def _output(out: Any, shape: tuple[int, ...], dtype: Any, *inputs: Any) -> Any:
@@ -74,8 +66,9 @@ class _Layout:
     """``shape`` around softmax axis ``axis`` as ``(outer, n, inner)``."""
 
     def __init__(self, shape: tuple[int, ...], axis: int) -> None:
-        self.shape, self.axis = shape, axis
-        self.outer, self.n, self.inner = _prod(shape[:axis]), shape[axis], _prod(shape[axis + 1 :])
+        self.axis = axis
+        self.outer, self.n = math.prod(shape[:axis]), shape[axis]
+        self.inner = math.prod(shape[axis + 1 :])
 
     @property
     def column(self) -> bool:
@@ -90,10 +83,6 @@ class _Layout:
     def back(self, a: Any) -> Any:
         """A result made by ``rows`` in this shape (a view)."""
         return cupy.moveaxis(a, -1, self.axis) if self.inner > 1 else a
-
-
-def _mask(where: Any, shape: tuple[int, ...]) -> Any:
-    return None if where is None else cupy.broadcast_to(where, shape)
 
 
 def _flags(mask: Any, log: bool) -> tuple[Any, Any]:
@@ -134,7 +123,7 @@ def _run(op: str, inputs: tuple[Any, ...], axis: int, where: Any, out: Any, log:
     """``op`` over ``axis`` of same-shaped, same-dtype ``inputs``; the result."""
     shape, dtype = inputs[0].shape, inputs[0].dtype
     layout = _Layout(shape, axis)
-    mask = _mask(where, shape)
+    mask = None if where is None else cupy.broadcast_to(where, shape)
     if layout.column or layout.inner == 1:
         inputs = tuple(cupy.ascontiguousarray(a) for a in inputs)
         mask = None if mask is None else cupy.ascontiguousarray(mask)
@@ -218,12 +207,11 @@ class _Samples:
     def __init__(self, logits: Any, target: Any, axis: int, opts: dict[str, Any]) -> None:
         self.dtype = _dtype_name(logits)
         self.acc = _acc(self.dtype)
-        self.axis = axis
         self.classes = logits.shape[axis]
         moved = cupy.moveaxis(logits, axis, -1)
         self.moved_shape = moved.shape
         self.sample_shape = moved.shape[:-1]
-        self.rows = _prod(self.sample_shape)
+        self.rows = math.prod(self.sample_shape)
         self.logits = cupy.ascontiguousarray(moved).reshape(self.rows, self.classes)
         self.target = cupy.ascontiguousarray(target.reshape(self.rows), dtype=np.int64)
         weight = opts["weight"]
@@ -258,14 +246,14 @@ class _Samples:
         return cupy.where(counted, w_t, 0).sum(dtype=self.acc)
 
 
-def _ce_fused(logits: Any, axis: int, opts: dict[str, Any]) -> bool:
+def _ce_fused(logits: Any, opts: dict[str, Any]) -> bool:
     return bool(opts["index_target"]) and _dtype_name(logits) is not None
 
 
 def cross_entropy(xp: Any, logits: Any, target: Any, axis: int, **opts: Any) -> Any:
     """Cross-entropy with class indices: a block per sample reads its logits once (twice
     with label smoothing) and writes its loss; the reduction is CuPy's."""
-    if not _ce_fused(logits, axis, opts):
+    if not _ce_fused(logits, opts):
         return generic.cross_entropy(xp, logits, target, axis, **opts)
     with logits.device:
         s = _Samples(logits, target, axis, opts)
@@ -290,7 +278,7 @@ def cross_entropy_backward(
     """``grad * (softmax(logits) * sum(a) - a)``: a block per sample reads its logits
     once into shared memory where they fit (else twice: its statistics, then the
     gradient) and writes the gradient once."""
-    if not _ce_fused(logits, axis, opts):
+    if not _ce_fused(logits, opts):
         return generic.cross_entropy_backward(xp, logits, target, grad, axis, **opts)
     with logits.device:
         s = _Samples(logits, target, axis, opts)
