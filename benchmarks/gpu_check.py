@@ -13,7 +13,7 @@ network needed), from a checkout of this repository:
 3. ``softmax-dispatch check --backend torch --device cuda:0``: PyTorch on CUDA;
 4. ``softmax-dispatch bench --backend cupy --json`` (fused kernels), and its table;
 
-and writes each step's output into OUTDIR (``env.txt``, ``backends.txt``,
+and writes each step's output into OUTDIR (``env.txt``, ``backends.txt`` and ``.json``,
 ``check-cupy.json``, ``check-torch-cuda.txt``, ``bench-cupy.json`` and its table
 ``bench-cupy.md``; each step's stderr next to it as ``.log``), then ``summary.txt``: each
 step's exit status and time. Each step has a time limit, so the
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -154,18 +155,19 @@ def install(log: Path) -> bool:
 
 
 # ------------------------------------------------------------------------------ main
-_PROBE = """
-import sys
-try:
-    import cupy
-    count = cupy.cuda.runtime.getDeviceCount()
-except Exception as exc:
-    print(f"{type(exc).__name__}: {exc}")
-    sys.exit(1)
-if count == 0:
-    print("CuPy found no CUDA device")
-    sys.exit(1)
-"""
+
+
+def _cupy_unavailable(backends_json: Path) -> str | None:
+    """Why the cupy backend cannot run, as the backend itself reports it (no driver, no
+    device, CuPy missing, a bad setting), or None where it can."""
+    try:
+        rows = json.loads(backends_json.read_text())["backends"]
+    except (OSError, ValueError, KeyError) as exc:
+        return f"softmax-dispatch backends --json gave no listing ({exc})"
+    cupy = next((row for row in rows if row["name"] == "cupy"), None)
+    if cupy is None:
+        return "no backend named cupy is registered"
+    return None if cupy["available"] else cupy["reason"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _run([*cli, "--version"], out / "version.txt", 60)
     _run([*cli, "backends"], out / "backends.txt", 60, FUSED)
-    probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True)
-    if probe.returncode != 0:
-        _record(summary, f"no usable GPU through CuPy: {probe.stdout.strip()}{probe.stderr[-300:]}")
+    _run([*cli, "backends", "--json"], out / "backends.json", 60, FUSED)
+    why = _cupy_unavailable(out / "backends.json")
+    if why is not None:
+        _record(summary, f"no usable GPU through CuPy: {why}")
         return 2
 
     # (output file, command, extra environment, share of what is left of the budget)
