@@ -260,6 +260,31 @@ def use_backend(name: str) -> Iterator[None]:
     """Run the calls in this block on backend ``name`` (unless a call passes ``backend=``).
 
     Backed by a `contextvars.ContextVar`, so it is private to the thread or asyncio task.
+    It ranks below a call's ``backend=`` and above ``SOFTMAX_DISPATCH_BACKEND`` and the
+    backend that owns the array. The chosen backend must own the arrays of every call in
+    the block: nothing is ever copied across libraries or devices.
+
+    Parameters
+    ----------
+    name : str
+        The backend's name, as listed by `backends`.
+
+    Yields
+    ------
+    None
+        Nothing; the backend is chosen while the block runs.
+
+    Raises
+    ------
+    LookupError
+        If no registered backend is called ``name`` (raised on entering the block).
+    TypeError
+        If ``name`` is not a str.
+
+    See Also
+    --------
+    backends : The registered backends.
+    softmax : Takes ``backend=`` for a single call.
 
     Examples
     --------
@@ -267,6 +292,12 @@ def use_backend(name: str) -> Iterator[None]:
     >>> with sd.use_backend("array_api"):
     ...     sd.softmax(np.array([0.0, 0.0]))
     array([0.5, 0.5])
+    >>> try:
+    ...     with sd.use_backend("nope"):
+    ...         pass
+    ... except LookupError as exc:
+    ...     print(str(exc).split(";")[0])
+    unknown backend 'nope'
     """
     _plugins.entry(name)  # unknown names fail here, not at the first call
     with _block(_chosen, name):

@@ -39,12 +39,55 @@ _CORE_DISTRIBUTION = "softmax-dispatch"
 
 
 class PluginError(RuntimeError):
-    """A plugin could not be loaded (raised in strict mode and by `register`)."""
+    """A plugin could not be loaded (raised in strict mode and by `register`).
+
+    A `RuntimeError`. Plugins found through the entry-point group that fail to load are
+    skipped with a `PluginWarning`; with ``SOFTMAX_DISPATCH_STRICT_PLUGINS=1`` every call
+    raises this error instead, for as long as a plugin is broken. `register` always raises
+    it for a broken plugin, since its caller is present.
+
+    See Also
+    --------
+    PluginWarning : The warning when strict mode is off.
+    failed_plugins : The plugins that failed to load, and why.
+
+    Examples
+    --------
+    >>> import softmax_dispatch as sd
+    >>> class NoHook:  # a plugin must implement softmax_dispatch_backends
+    ...     pass
+    >>> try:
+    ...     sd.register(NoHook())
+    ... except sd.PluginError as exc:
+    ...     print(str(exc).split(": ", 1)[1])
+    it implements no softmax_dispatch_backends hook (decorate it with softmax_dispatch.hookimpl)
+    """
 
 
 class PluginWarning(UserWarning):
-    """A plugin found through the entry-point group could not be loaded (warned once;
-    ``softmax-dispatch backends`` shows the reason)."""
+    """A plugin found through the entry-point group could not be loaded.
+
+    A `UserWarning`, emitted once per broken plugin when the plugins load (on first use),
+    naming the plugin and its distribution; the plugin is skipped and the other backends
+    keep working. ``softmax-dispatch backends`` and `failed_plugins` show the reason. Turn it
+    into an error with a warnings filter, or make every call raise `PluginError` with
+    ``SOFTMAX_DISPATCH_STRICT_PLUGINS=1``.
+
+    See Also
+    --------
+    PluginError : Raised instead in strict mode.
+    failed_plugins : The plugins that failed to load, and why.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import softmax_dispatch as sd
+    >>> issubclass(sd.PluginWarning, UserWarning)
+    True
+    >>> with warnings.catch_warnings():  # a broken plugin is then an error, not a warning
+    ...     warnings.simplefilter("error", sd.PluginWarning)
+    ...     failures = sd.failed_plugins()  # loads the plugins if not yet loaded
+    """
 
 
 @dataclass
@@ -337,6 +380,27 @@ def _info(ent: _Entry) -> BackendInfo:
 def backends() -> list[BackendInfo]:
     """Every registered backend, highest priority first, with availability and devices.
 
+    Loads the plugins on first use. Probing a backend's devices imports its library (once);
+    a backend that cannot run here is listed, unavailable, with the reason.
+
+    Returns
+    -------
+    list of BackendInfo
+        One entry per registered backend, by descending priority (ties: registration
+        order); the catch-all ``array_api`` backend comes last.
+
+    Raises
+    ------
+    ValueError
+        If ``SOFTMAX_DISPATCH_STRICT_PLUGINS`` is set to something other than ``0`` or
+        ``1`` (read when the plugins load, on first use). In strict mode, listing still
+        works while a plugin is broken, so that you can see why.
+
+    See Also
+    --------
+    get_backend : One backend by name.
+    failed_plugins : The plugins that could not be loaded.
+
     Examples
     --------
     >>> import softmax_dispatch as sd
@@ -349,12 +413,73 @@ def backends() -> list[BackendInfo]:
 
 
 def get_backend(name: str) -> BackendInfo:
-    """The registered backend called ``name``; `LookupError` listing the known ones."""
+    """The registered backend called ``name``, with its availability and devices.
+
+    Loads the plugins on first use and probes the backend's devices (once), importing its
+    library; a backend that cannot run here is reported with the reason, not raised.
+
+    Parameters
+    ----------
+    name : str
+        The backend's name, as listed by `backends`.
+
+    Returns
+    -------
+    BackendInfo
+        What the registry knows about it: availability, devices, the reason it cannot run
+        here, priority, distribution and version.
+
+    Raises
+    ------
+    LookupError
+        If no registered backend is called ``name``; the message lists the known ones.
+    TypeError
+        If ``name`` is not a str.
+
+    See Also
+    --------
+    backends : Every registered backend.
+
+    Examples
+    --------
+    >>> import softmax_dispatch as sd
+    >>> info = sd.get_backend("numpy")
+    >>> info.available, info.priority
+    (True, 0)
+    >>> try:
+    ...     sd.get_backend("nope")
+    ... except LookupError as exc:
+    ...     print(str(exc).split(";")[0])
+    unknown backend 'nope'
+    """
     return _info(entry(name))
 
 
 def failed_plugins() -> list[PluginFailure]:
-    """The plugins that could not be loaded, with the reason."""
+    """The plugins that could not be loaded, with the reason.
+
+    Loads the plugins on first use. Each failure was also warned once as a
+    `PluginWarning` (or, with ``SOFTMAX_DISPATCH_STRICT_PLUGINS=1``, makes every call
+    raise `PluginError`); plugins registered with `register` raise instead, and never
+    appear here.
+
+    Returns
+    -------
+    list of PluginFailure
+        One entry per plugin that failed to load from the entry-point group, in loading
+        order; empty when every plugin loaded.
+
+    See Also
+    --------
+    PluginWarning : Warned once for each failure.
+    backends : The backends that did load.
+
+    Examples
+    --------
+    >>> import softmax_dispatch as sd
+    >>> for failure in sd.failed_plugins():
+    ...     print(failure.plugin, failure.distribution, failure.error)
+    """
     return list(_ensure_loaded().failures)
 
 
@@ -370,15 +495,39 @@ class _BackendPlugin:
 
 
 def register(plugin: object) -> object:
-    """Register a plugin (an object or module with a ``softmax_dispatch_backends`` hookimpl,
-    or a bare `Backend`) at run time, for notebooks and tests. Returns the handle to pass
-    to `unregister`.
+    """Register a plugin, or a bare `Backend`, at run time, for notebooks and tests.
 
-    Unlike entry-point loading, a broken plugin raises here, since the caller is present.
+    Unlike entry-point loading, a broken plugin raises here, since the caller is present,
+    and registers nothing. The new backends join the registry at once, ranked by priority.
+
+    Parameters
+    ----------
+    plugin : object
+        An object or module with a ``softmax_dispatch_backends`` hook implementation
+        (decorated with `hookimpl`), or a bare `Backend`.
+
+    Returns
+    -------
+    object
+        The handle to pass to `unregister`: ``plugin`` itself, or for a bare `Backend` the
+        plugin object made to wrap it.
+
+    Raises
+    ------
+    PluginError
+        If the plugin implements no hook, its hook raises or yields something other than a
+        `Backend`, or a backend name it yields is already taken.
+    ValueError
+        If ``plugin`` is already registered.
+
+    See Also
+    --------
+    unregister : Remove it again.
+    hookimpl : The decorator for a plugin's hook.
 
     Examples
     --------
-    >>> import numpy as np, array_api_compat, softmax_dispatch as sd
+    >>> import numpy as np, array_api_compat.numpy, softmax_dispatch as sd
     >>> handle = sd.register(sd.Backend(
     ...     name="mine", owns=array_api_compat.is_numpy_array,
     ...     namespace=lambda: array_api_compat.numpy))
@@ -409,7 +558,38 @@ def register(plugin: object) -> object:
 
 
 def unregister(plugin: object) -> None:
-    """Remove a plugin registered with `register` (or loaded from an entry point)."""
+    """Remove a plugin registered with `register` (or loaded from an entry point).
+
+    Its backends leave the registry: after this returns, no call made from then on runs
+    one of them, even while other threads are dispatching.
+
+    Parameters
+    ----------
+    plugin : object
+        The handle `register` returned (or a plugin module loaded from an entry point).
+
+    Raises
+    ------
+    ValueError
+        If ``plugin`` is not registered.
+
+    See Also
+    --------
+    register : Register a plugin at run time.
+
+    Examples
+    --------
+    >>> import numpy as np, array_api_compat.numpy, softmax_dispatch as sd
+    >>> handle = sd.register(sd.Backend(
+    ...     name="mine", owns=array_api_compat.is_numpy_array,
+    ...     namespace=lambda: array_api_compat.numpy))
+    >>> sd.unregister(handle)
+    >>> try:
+    ...     sd.get_backend("mine")
+    ... except LookupError:
+    ...     print("gone")
+    gone
+    """
     reg = _ensure_loaded()
     assert reg.pm is not None
     with reg.lock:

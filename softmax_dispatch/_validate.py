@@ -35,7 +35,30 @@ __all__ = [
 
 
 class AxisError(ValueError, IndexError):
-    """An axis is out of range or repeated (a ValueError and an IndexError, like NumPy's)."""
+    """An axis is out of range or repeated.
+
+    Both a `ValueError` and an `IndexError`, like NumPy's ``AxisError``, so that code
+    catching either keeps working. The message names the axis and the number of
+    dimensions.
+
+    See Also
+    --------
+    softmax : Takes an int, a tuple of ints, ``None`` or ``()`` as ``axis``.
+
+    Examples
+    --------
+    >>> import numpy as np, softmax_dispatch as sd
+    >>> try:
+    ...     sd.softmax(np.zeros((2, 3)), axis=2)
+    ... except sd.AxisError as exc:
+    ...     print(exc)
+    axis 2 is out of bounds for array of dimension 2
+    >>> try:
+    ...     sd.softmax(np.zeros((2, 3)), axis=(1, -1))
+    ... except ValueError as exc:  # an IndexError too
+    ...     print(exc)
+    repeated axis in (1, -1) for array of dimension 2
+    """
 
 
 def _one_axis(a: Any, ndim: int) -> int:

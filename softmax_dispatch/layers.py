@@ -96,8 +96,50 @@ class _Normalizer:
         self._saved: _Kept | None = None
 
     def forward(self, x: Array, *, where: Array | None = None) -> Array:
-        """The layer's function of ``x``; the output is saved for `backward`. On NumPy
-        the returned array is read-only (copy it to modify it)."""
+        """The layer's function of ``x`` over the layer's axis; the output is saved for `backward`.
+
+        Calling the layer, ``layer(x)``, is the same. Each call replaces what the previous one
+        saved. On NumPy the returned array is a read-only view of the saved output (copy it,
+        ``np.array(y)``, to modify it); on PyTorch, `backward` detects an in-place edit of
+        it; JAX arrays are immutable; for any other library the layer keeps its own copy.
+
+        Parameters
+        ----------
+        x : array
+            Input of any library a backend owns.
+        where : array of bool, optional
+            Boolean mask broadcastable to ``x``, as for the function; saved for `backward`.
+
+        Returns
+        -------
+        array
+            ``softmax(x, axis, where=where)`` for `Softmax`, ``log_softmax(...)`` for
+            `LogSoftmax`: same library, device and shape as ``x``.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` or ``where`` is not a supported array (see `softmax`).
+        ValueError
+            If ``where`` does not broadcast to ``x``'s shape.
+        AxisError
+            If the layer's axis is out of range for ``x``.
+
+        See Also
+        --------
+        backward : The gradient with respect to ``x``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from softmax_dispatch import Softmax
+        >>> layer = Softmax()
+        >>> y = layer.forward(np.array([[1.0, 2.0, 3.0]]))
+        >>> np.round(y, 4)
+        array([[0.09  , 0.2447, 0.6652]])
+        >>> y.flags.writeable  # a read-only view of what backward uses
+        False
+        """
         returned, kept = _shielded(type(self)._forward_fn(x, self.axis, where=where))
         self._saved = _Kept(y=kept) if where is None else _Kept(y=kept, where=where)
         return returned
@@ -105,7 +147,48 @@ class _Normalizer:
     __call__ = forward
 
     def backward(self, grad: Array) -> Array:
-        """The gradient with respect to the last `forward`'s input."""
+        """The gradient with respect to the last `forward`'s input.
+
+        Computed from the saved output (and mask) with `softmax_backward` or
+        `log_softmax_backward`, so the layer never keeps its input.
+
+        Parameters
+        ----------
+        grad : array
+            Upstream gradient, the gradient of the loss with respect to the output of the last
+            `forward`; that output's shape.
+
+        Returns
+        -------
+        array
+            The gradient with respect to the last `forward`'s input ``x``, of the output's
+            library, device, shape and dtype. Masked entries get exactly 0.
+
+        Raises
+        ------
+        RuntimeError
+            If `forward` has not been called yet, or (PyTorch) the saved output or mask was
+            modified in place since.
+        ValueError
+            If ``grad`` does not have the output's shape.
+
+        See Also
+        --------
+        forward : Saves what backward needs.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from softmax_dispatch import Softmax
+        >>> layer = Softmax()
+        >>> y = layer.forward(np.array([[1.0, 2.0, 3.0]]))
+        >>> np.round(layer.backward(np.array([[1.0, 0.0, 0.0]])), 4)
+        array([[ 0.0819, -0.022 , -0.0599]])
+        >>> Softmax().backward(np.zeros(3))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        RuntimeError: Softmax.backward called before forward: call forward(x) first, ...
+        """
         if self._saved is None:
             raise _not_yet(type(self).__name__, "forward(x)")
         saved = self._saved.get(type(self).__name__)
@@ -116,7 +199,29 @@ class _Normalizer:
 
 
 class Softmax(_Normalizer):
-    """Softmax layer over ``axis``.
+    """Softmax layer over ``axis``: `softmax` forward, `softmax_backward` backward.
+
+    ``forward(x)`` (or calling the layer) keeps the output, and ``backward(grad)`` returns
+    the gradient with respect to ``x`` from it.
+
+    Parameters
+    ----------
+    axis : int, tuple of int or None, default: -1
+        The axis or axes to normalise over, as for `softmax`: an int (NumPy integers too), a
+        tuple (or list) of ints, or ``None`` (all axes).
+    **other
+        Any other keyword is a `TypeError` that says what to write instead (``dim=`` is
+        ``axis=`` here).
+
+    Raises
+    ------
+    TypeError
+        If ``axis`` is not an int, a tuple of ints or ``None``, or a keyword is unknown.
+
+    See Also
+    --------
+    softmax : The function.
+    LogSoftmax : The log-softmax layer.
 
     Examples
     --------
@@ -127,6 +232,10 @@ class Softmax(_Normalizer):
     array([[0.5, 0.5]])
     >>> layer.backward(np.array([[1.0, 0.0]]))
     array([[ 0.25, -0.25]])
+    >>> Softmax(axis=1.5)
+    Traceback (most recent call last):
+    ...
+    TypeError: axis must be an int, a tuple of ints or None, got 1.5
     """
 
     _forward_fn = staticmethod(softmax)
@@ -134,7 +243,30 @@ class Softmax(_Normalizer):
 
 
 class LogSoftmax(_Normalizer):
-    """Log-softmax layer over ``axis``.
+    """Log-softmax layer over ``axis``: `log_softmax` forward, `log_softmax_backward` backward.
+
+    ``forward(x)`` (or calling the layer) keeps the output, and ``backward(grad)`` returns
+    the gradient with respect to ``x`` from it.
+
+    Parameters
+    ----------
+    axis : int, tuple of int or None, default: -1
+        The axis or axes to normalise over, as for `log_softmax`: an int (NumPy integers too), a
+        tuple (or list) of ints, or ``None`` (all axes).
+    **other
+        Any other keyword is a `TypeError` that says what to write instead (``dim=`` is
+        ``axis=`` here).
+
+    Raises
+    ------
+    TypeError
+        If ``axis`` is not an int, a tuple of ints or ``None``, or a keyword is unknown.
+
+    See Also
+    --------
+    log_softmax : The function.
+    Softmax : The softmax layer.
+    SoftmaxCrossEntropy : Log-softmax and the loss in one layer.
 
     Examples
     --------
@@ -145,6 +277,8 @@ class LogSoftmax(_Normalizer):
     array([-0.69314718, -0.69314718])
     >>> layer.backward(np.array([1.0, 0.0]))
     array([ 0.5, -0.5])
+    >>> LogSoftmax(axis=0)
+    LogSoftmax(axis=0)
     """
 
     _forward_fn = staticmethod(log_softmax)
@@ -154,8 +288,39 @@ class LogSoftmax(_Normalizer):
 class SoftmaxCrossEntropy:
     """Softmax followed by cross-entropy, as one layer (see `softmax_cross_entropy`).
 
-    ``forward`` keeps references to ``logits`` and ``target`` for ``backward``: do not
-    modify them in place in between (on PyTorch, backward detects it and raises).
+    ``forward(logits, target)`` (or calling the layer) returns the loss and keeps
+    references to ``logits`` and ``target`` for ``backward``: do not modify them in place
+    in between (on PyTorch, backward detects it and raises). The options are checked when
+    the layer is made.
+
+    Parameters
+    ----------
+    axis : int, default: -1
+        The class axis of the logits (PyTorch's is 1: pass ``axis=1`` for NCHW logits).
+    reduction : {"mean", "sum", "none"}, default: "mean"
+        How the per-sample losses are combined, as for `softmax_cross_entropy`.
+    label_smoothing : float, default: 0.0
+        In [0, 1]: the target is mixed with the uniform distribution over the classes.
+    ignore_index : int, optional
+        For index targets: samples with this class contribute exactly 0 to the loss and
+        the gradient.
+    weight : array, optional
+        Per-class weights, shape ``(n_classes,)``, of the logits' library.
+    **other
+        Any other keyword is a `TypeError` that says what to write instead.
+
+    Raises
+    ------
+    TypeError
+        If ``axis`` is not an int, an option has the wrong type, or a keyword is unknown.
+    ValueError
+        If ``reduction`` is unknown, ``label_smoothing`` is outside [0, 1], or
+        ``ignore_index`` does not fit in 64 bits.
+
+    See Also
+    --------
+    softmax_cross_entropy : The loss function.
+    softmax_cross_entropy_backward : Its gradient.
 
     Examples
     --------
@@ -166,6 +331,10 @@ class SoftmaxCrossEntropy:
     0.6931471805599453
     >>> loss_fn.backward()
     array([[ 0.5, -0.5]])
+    >>> SoftmaxCrossEntropy(reduction="avg")
+    Traceback (most recent call last):
+    ...
+    ValueError: reduction must be one of ('mean', 'sum', 'none'), got 'avg'
     """
 
     def __init__(
@@ -196,6 +365,47 @@ class SoftmaxCrossEntropy:
         )
 
     def forward(self, logits: Array, target: Array) -> Array:
+        """The loss of ``logits`` against ``target``; both are kept for `backward`.
+
+        Calling the layer, ``loss_fn(logits, target)``, is the same. Each call replaces what
+        the previous one kept.
+
+        Parameters
+        ----------
+        logits : array
+            Unnormalised scores; the layer's ``axis`` is the class axis.
+        target : array
+            Integer class indices with the logits' shape without the class axis, or class
+            probabilities with the logits' shape.
+
+        Returns
+        -------
+        array
+            ``softmax_cross_entropy(logits, target, axis, ...)`` with the layer's options: 0-d
+            for "mean" and "sum", per-sample losses for "none".
+
+        Raises
+        ------
+        TypeError
+            If an array has an unsupported dtype or the arrays come from different libraries.
+        ValueError
+            If ``target`` or ``weight`` does not fit the logits' shape.
+        IndexError
+            If a class index is out of range (where it can be read eagerly).
+
+        See Also
+        --------
+        softmax_cross_entropy : The function.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from softmax_dispatch import SoftmaxCrossEntropy
+        >>> loss_fn = SoftmaxCrossEntropy(label_smoothing=0.1)
+        >>> logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]])
+        >>> round(float(loss_fn.forward(logits, np.array([0, 2]))), 4)
+        0.745
+        """
         loss = softmax_cross_entropy(logits, target, self.axis, **self._options())
         self._saved = _Kept(logits=logits, target=target)
         return loss
@@ -203,6 +413,48 @@ class SoftmaxCrossEntropy:
     __call__ = forward
 
     def backward(self, grad: Array | float = 1.0) -> Array:
+        """``grad`` times the gradient of the last `forward`'s loss with respect to its logits.
+
+        Computed from the logits and target `forward` kept, with the layer's options; the
+        layer keeps them, so ``backward`` may be called again (with another ``grad``).
+
+        Parameters
+        ----------
+        grad : array or float, default: 1.0
+            Upstream gradient of the loss: a scalar for "mean" and "sum", a scalar or a
+            per-sample array for "none".
+
+        Returns
+        -------
+        array
+            ``softmax_cross_entropy_backward(logits, target, grad, axis, ...)`` for the kept
+            logits and target: the logits' library, device, shape and dtype.
+
+        Raises
+        ------
+        RuntimeError
+            If `forward` has not been called yet, or (PyTorch) the kept logits or target were
+            modified in place since.
+        ValueError
+            If ``grad`` has the wrong shape for the reduction.
+
+        See Also
+        --------
+        softmax_cross_entropy_backward : The function.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from softmax_dispatch import SoftmaxCrossEntropy
+        >>> loss_fn = SoftmaxCrossEntropy()
+        >>> loss = loss_fn.forward(np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]]), np.array([0, 2]))
+        >>> np.round(loss_fn.backward(), 4)
+        array([[-0.1072,  0.0876,  0.0196],
+               [ 0.1667,  0.1667, -0.3333]])
+        >>> np.round(loss_fn.backward(2.0), 4)  # twice the upstream gradient
+        array([[-0.2144,  0.1753,  0.0391],
+               [ 0.3333,  0.3333, -0.6667]])
+        """
         if self._saved is None:
             raise _not_yet("SoftmaxCrossEntropy", "forward(logits, target)")
         saved = self._saved.get("SoftmaxCrossEntropy")

@@ -4,6 +4,7 @@ the core imports no backend."""
 from __future__ import annotations
 
 import ast
+import datetime
 import json
 import subprocess
 import sys
@@ -40,6 +41,11 @@ def test_numpy_bench_json_has_medians_floor_peers_and_targets():
     assert all(r["ms"] > 0 for r in data["rows"])
     assert data["machine"]["backend"] == "numpy" and data["machine"]["threads"] >= 1
     assert "numpy" in data["machine"]["versions"]
+    # what the docs site prints beside each committed file's tables
+    assert data["machine"]["command"] == (
+        "softmax-dispatch bench --backend numpy --case '8x10 f32' --json --rounds 3"
+    )
+    assert datetime.date.fromisoformat(data["machine"]["date"]) >= datetime.date(2026, 1, 1)
     impls = {impl for _, impl in rows}
     skipped = {s["peer"] for s in data["skipped"]}  # a peer in a bad state, with why
     for peer in ("torch", "scipy"):

@@ -1,4 +1,9 @@
-"""The code shown in the README and docs runs."""
+"""The code shown in the README and on every page of the docs site runs.
+
+Each page's Python blocks (```python and the site's ```{exec-python}, which the build
+runs too) run in order in one namespace, as a reader pasting them would. No page is
+skipped for a missing library: the test extras install what the pages use.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,60 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+_FENCE = re.compile(r"^(`{3,})(python|\{exec-python\})[^\n]*\n(.*?)^\1\s*$", flags=re.S | re.M)
 
 
-def _python_blocks(path: Path) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+def python_blocks(path: Path) -> list[str]:
+    """The page's Python blocks in order, directive options (``:hide-code:``) removed."""
+    blocks = []
+    for _, _, body in _FENCE.findall(path.read_text()):
+        lines = body.splitlines()
+        while lines and re.match(r"^:[\w-]+:", lines[0]):
+            lines.pop(0)
+        blocks.append("\n".join(lines) + "\n")
+    return blocks
+
+
+def test_the_block_finder_finds_both_kinds(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\na = 1\n```\n\n```bash\nls\n```\n\n"
+        "````{exec-python}\n:hide-code:\n:output: markdown\nb = a\n````\n"
+    )
+    assert python_blocks(page) == ["a = 1\n", "b = a\n"]
+
+
+@pytest.fixture
+def example_plugin_installed(monkeypatch):
+    """What the plugin tutorial's ``pip install ./examples/numpy-on-torch-backend`` gives
+    (registered from the example's folder unless it is installed already)."""
+    import softmax_dispatch as sd
+
+    if "numpy_torch" in {b.name for b in sd.backends()}:
+        yield
+        return
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "numpy-on-torch-backend"))
+    import sd_numpy_torch
+
+    handle = sd.register(sd_numpy_torch)
+    try:
+        yield
+    finally:
+        sd.unregister(handle)
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
-def test_python_examples_in_docs_run(path: Path):
-    pytest.importorskip("torch")
-    for block in _python_blocks(path):
-        exec(compile(block, str(path), "exec"), {"__name__": "__docs__"})
+def test_python_examples_in_docs_run(path: Path, monkeypatch, tmp_path, request):
+    monkeypatch.syspath_prepend(str(ROOT / "docs" / "_ext"))
+    monkeypatch.chdir(tmp_path)  # blocks that write files write them here
+    if path.name == "writing-a-backend.md":  # its blocks come after installing the example
+        request.getfixturevalue("example_plugin_installed")
+    namespace = {"__name__": "__docs__"}
+    for i, block in enumerate(python_blocks(path)):
+        try:
+            exec(compile(block, f"{path.name} (block {i + 1})", "exec"), namespace)
+        except Exception as exc:
+            raise AssertionError(f"{path.name}, block {i + 1} failed:\n{block}") from exc
 
 
 def test_readme_quick_start_has_exactly_two_commands():
@@ -30,3 +78,21 @@ def test_readme_quick_start_has_exactly_two_commands():
     assert all(len(c.strip().splitlines()) == 1 for c in commands)
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1].strip() in ci
+
+
+def test_readme_speed_figures_come_from_the_committed_bench_file():
+    import json
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    found = re.search(
+        r"4096x4096 float32 softmax on NumPy takes ([\d.]+)x the time of a fresh copy of the "
+        r"same bytes: ([\d.]+)x faster than SciPy and ([\d.]+)x faster than PyTorch",
+        text,
+    )
+    assert found, "the README's speed sentence changed: keep it tied to docs/bench/numpy.json"
+    data = json.loads((ROOT / "docs" / "bench" / "numpy.json").read_text())
+    ms = {r["impl"]: r["ms"] for r in data["rows"] if r["case"] == "softmax 4096x4096 f32"}
+    floor, scipy, torch = (float(v) for v in found.groups())
+    assert floor == round(ms["ours"] / ms["floor"], 2)
+    assert scipy == round(ms["scipy"] / ms["ours"], 1)
+    assert torch == round(ms["torch"] / ms["ours"], 2)

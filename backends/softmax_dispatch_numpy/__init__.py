@@ -50,6 +50,31 @@ def _bench_kit(device: Any) -> Any:
 
 @hookimpl
 def softmax_dispatch_backends() -> Iterable[Backend]:
+    """Yield the NumPy backend: NumPy arrays on the CPU, with fused kernels for every op.
+
+    The NumPy backend's implementation of the `softmax_dispatch_backends` hook, registered
+    through the ``softmax_dispatch`` entry-point group like any third-party plugin. It
+    imports nothing heavy: the fused kernels are imported when the hook runs (they need
+    only NumPy), its bench kit lazily. The backend owns ``numpy.ndarray`` (subclasses
+    included), runs on ``"cpu"``, and promises batch invariance.
+
+    Yields
+    ------
+    Backend
+        The ``numpy`` backend.
+
+    See Also
+    --------
+    softmax_dispatch.Backend : The fields yielded.
+    softmax_dispatch_numpy._kernels.softmax : One of the fused kernels.
+
+    Examples
+    --------
+    >>> from softmax_dispatch_numpy import softmax_dispatch_backends
+    >>> (backend,) = softmax_dispatch_backends()
+    >>> backend.name, backend.batch_invariant, sorted(backend.kernel_table())[:2]
+    ('numpy', True, ['cross_entropy', 'cross_entropy_backward'])
+    """
     yield Backend(
         name="numpy",
         owns=is_numpy_array,

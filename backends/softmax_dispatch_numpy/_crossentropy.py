@@ -103,7 +103,52 @@ def _ce(logits, target, axis, opts, grad=None, want_grad=False):
 
 
 def cross_entropy(xp: Any, logits, target, axis, **opts) -> np.ndarray:
-    """Fused softmax cross-entropy (class axis moved last, blocks of rows)."""
+    """Fused softmax cross-entropy: the NumPy backend's ``cross_entropy`` kernel.
+
+    The class axis is moved last and the per-sample losses computed in cache-sized blocks
+    of rows, then reduced block by block in order (the same bits whatever the thread
+    count). An out-of-range class index gives NaN (Dask's chunks reach here unchecked;
+    for NumPy input the public function raises `IndexError` first). It takes validated
+    arguments only: call it through `softmax_dispatch.softmax_cross_entropy`.
+
+    Parameters
+    ----------
+    xp : module
+        The array namespace the dispatcher resolved (``array_api_compat.numpy``); unused,
+        part of the kernel signature every backend shares.
+    logits : numpy.ndarray
+        Real floating scores, at least one class along ``axis``.
+    target : numpy.ndarray
+        Integer class indices (the logits' shape without ``axis``) or real floating class
+        probabilities (the logits' shape), as ``index_target`` says.
+    axis : int
+        The non-negative class axis.
+    **opts
+        Keyword-only, all required: ``weight`` (per-class weights of shape
+        ``(n_classes,)`` or ``None``), ``ignore_index`` (int or ``None``),
+        ``label_smoothing`` (float in [0, 1]), ``reduction`` (``"mean"``, ``"sum"`` or
+        ``"none"``) and ``index_target`` (bool: whether ``target`` holds class indices).
+
+    Returns
+    -------
+    numpy.ndarray
+        The loss in the logits' dtype: 0-d for "mean" and "sum", per-sample losses (the
+        logits' shape without ``axis``) for "none".
+
+    See Also
+    --------
+    softmax_dispatch.softmax_cross_entropy : The public function, with the semantics.
+
+    Examples
+    --------
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> from softmax_dispatch_numpy import _kernels
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]])
+    >>> opts = dict(weight=None, ignore_index=None, label_smoothing=0.0, reduction="none",
+    ...             index_target=True)
+    >>> np.round(_kernels.cross_entropy(xp, logits, np.array([0, 2]), 1, **opts), 4)
+    array([0.2413, 1.0986])
+    """
     losses, _, wsum, _ = _ce(logits, target, axis, opts)
     sample_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
     red = opts["reduction"]
@@ -117,7 +162,54 @@ def cross_entropy(xp: Any, logits, target, axis, **opts) -> np.ndarray:
 
 
 def cross_entropy_backward(xp: Any, logits, target, grad, axis, **opts) -> np.ndarray:
-    """Fused gradient of the cross-entropy with respect to the logits, times ``grad``."""
+    """Fused gradient of the cross-entropy with respect to the logits, times ``grad``.
+
+    The NumPy backend's ``cross_entropy_backward`` kernel: ``softmax(logits) * sum(a) - a``
+    per sample (``a`` the weighted, smoothed target), in the same blocks of rows as
+    `cross_entropy`, scaled by ``grad`` and, for "mean", by the summed weight. Ignored
+    samples get exactly 0. It takes validated arguments only: call it through
+    `softmax_dispatch.softmax_cross_entropy_backward`.
+
+    Parameters
+    ----------
+    xp : module
+        The array namespace the dispatcher resolved (``array_api_compat.numpy``); unused,
+        part of the kernel signature every backend shares.
+    logits : numpy.ndarray
+        Real floating scores, at least one class along ``axis``.
+    target : numpy.ndarray
+        Integer class indices (the logits' shape without ``axis``) or real floating class
+        probabilities (the logits' shape), as ``index_target`` says.
+    grad : float or numpy.ndarray
+        Upstream gradient of the loss: a scalar, or for "none" a per-sample array.
+    axis : int
+        The non-negative class axis.
+    **opts
+        Keyword-only, all required: ``weight`` (per-class weights of shape
+        ``(n_classes,)`` or ``None``), ``ignore_index`` (int or ``None``),
+        ``label_smoothing`` (float in [0, 1]), ``reduction`` (``"mean"``, ``"sum"`` or
+        ``"none"``) and ``index_target`` (bool: whether ``target`` holds class indices).
+
+    Returns
+    -------
+    numpy.ndarray
+        The gradient with respect to ``logits``, the logits' shape and dtype.
+
+    See Also
+    --------
+    softmax_dispatch.softmax_cross_entropy_backward : The public function.
+
+    Examples
+    --------
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> from softmax_dispatch_numpy import _kernels
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]])
+    >>> opts = dict(weight=None, ignore_index=None, label_smoothing=0.0, reduction="none",
+    ...             index_target=True)
+    >>> np.round(_kernels.cross_entropy_backward(xp, logits, np.array([0, 2]), 1.0, 1, **opts), 4)
+    array([[-0.2144,  0.1753,  0.0391],
+           [ 0.3333,  0.3333, -0.6667]])
+    """
     _, dx2, wsum, _ = _ce(logits, target, axis, opts, want_grad=True)
     red = opts["reduction"]
     with np.errstate(**ERRSTATE):

@@ -14,7 +14,7 @@ anything else
 
 The result is allocated fresh (``np.empty``), or written into ``out``. The softmax of
 each distribution is the row algorithm's wherever it is computed as a row; see
-``docs/user-guide.md`` for what holds for columns.
+``docs/numerics.md`` (batch invariance) for what holds for columns.
 """
 
 from __future__ import annotations
@@ -40,22 +40,190 @@ __all__ = [
 
 
 def softmax(xp: Any, x: np.ndarray, axes, where=None, out=None) -> np.ndarray:
-    """Fused softmax (see the module docstring for the layouts)."""
+    """Fused softmax of a NumPy array over ``axes``: the NumPy backend's ``softmax`` kernel.
+
+    Rows over trailing axes of a C-contiguous array are computed in cache-sized blocks, one
+    read and one write of memory, in parallel (see the module docstring for the layouts).
+    Like every kernel, it takes validated arguments only: call it through
+    `softmax_dispatch.softmax` (with a NumPy array, the dispatcher hands off to it).
+
+    Parameters
+    ----------
+    xp : module
+        The array namespace the dispatcher resolved (``array_api_compat.numpy``); unused,
+        part of the kernel signature every backend shares.
+    x : numpy.ndarray
+        Real floating input (any float dtype NumPy has, long double too; float16 is computed
+        in float32), not zero-size, not a subclass: validated by the public function.
+    axes : tuple of int
+        Distinct non-negative axes to normalise over (``()``: each element on its own).
+    where : numpy.ndarray of bool, optional
+        Mask broadcastable to ``x``; masked entries give 0.
+    out : numpy.ndarray, optional
+        Array of ``x``'s shape and dtype to write the result into; it may share memory with
+        ``x`` or the mask in any layout (the result goes through a temporary where blocks
+        would read what they already wrote).
+
+    Returns
+    -------
+    numpy.ndarray
+        The softmax, ``x``'s shape and dtype: a fresh array, or ``out``.
+
+    See Also
+    --------
+    softmax_dispatch.softmax : The public function, with the policies.
+
+    Examples
+    --------
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> from softmax_dispatch_numpy import _kernels
+    >>> x = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    >>> np.round(_kernels.softmax(xp, x, (1,)), 4)
+    array([[0.09  , 0.2447, 0.6652],
+           [0.3333, 0.3333, 0.3333]])
+    >>> np.round(_kernels.softmax(xp, x, (0,)), 4)  # a non-trailing axis
+    array([[0.7311, 0.8808, 0.9526],
+           [0.2689, 0.1192, 0.0474]])
+    """
     return _forward(x, axes, where, out, log=False)
 
 
 def log_softmax(xp: Any, x: np.ndarray, axes, where=None, out=None) -> np.ndarray:
-    """Fused log_softmax."""
+    """Fused log_softmax of a NumPy array over ``axes``: the NumPy backend's kernel.
+
+    Computed as ``(x - max) - log(sum(exp(x - max)))`` in the same layouts as `softmax`.
+    Like every kernel, it takes validated arguments only: call it through
+    `softmax_dispatch.log_softmax` (with a NumPy array, the dispatcher hands off to it).
+
+    Parameters
+    ----------
+    xp : module
+        The array namespace the dispatcher resolved (``array_api_compat.numpy``); unused,
+        part of the kernel signature every backend shares.
+    x : numpy.ndarray
+        Real floating input (any float dtype NumPy has, long double too; float16 is computed
+        in float32), not zero-size, not a subclass: validated by the public function.
+    axes : tuple of int
+        Distinct non-negative axes to normalise over (``()``: each element on its own).
+    where : numpy.ndarray of bool, optional
+        Mask broadcastable to ``x``; masked entries give ``-inf``.
+    out : numpy.ndarray, optional
+        Array of ``x``'s shape and dtype to write the result into; it may share memory with
+        ``x`` or the mask in any layout (the result goes through a temporary where blocks
+        would read what they already wrote).
+
+    Returns
+    -------
+    numpy.ndarray
+        The log-softmax, ``x``'s shape and dtype: a fresh array, or ``out``.
+
+    See Also
+    --------
+    softmax_dispatch.log_softmax : The public function, with the policies.
+
+    Examples
+    --------
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> from softmax_dispatch_numpy import _kernels
+    >>> x = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    >>> np.round(_kernels.log_softmax(xp, x, (1,)), 4)
+    array([[-2.4076, -1.4076, -0.4076],
+           [-1.0986, -1.0986, -1.0986]])
+    >>> np.round(_kernels.log_softmax(xp, x, (1,), np.array([True, True, False])), 4)
+    array([[-1.3133, -0.3133,    -inf],
+           [-0.6931, -0.6931,    -inf]])
+    """
     return _forward(x, axes, where, out, log=True)
 
 
 def softmax_backward(xp: Any, grad, y, axes, where=None, out=None) -> np.ndarray:
-    """Fused softmax VJP: ``y * (grad - sum(grad * y))`` row by row."""
+    """Fused softmax VJP: ``y * (grad - sum(grad * y))`` row by row.
+
+    The NumPy backend's ``softmax_backward`` kernel: the full vector-Jacobian product of
+    softmax from its output ``y``, in cache-sized blocks of rows.
+    Like every kernel, it takes validated arguments only: call it through
+    `softmax_dispatch.softmax_backward` (with a NumPy array, the dispatcher hands off to it).
+
+    Parameters
+    ----------
+    xp : module
+        The array namespace the dispatcher resolved (``array_api_compat.numpy``); unused,
+        part of the kernel signature every backend shares.
+    grad : numpy.ndarray
+        Upstream gradient, ``y``'s shape, cast to ``y``'s dtype by the public function.
+    y : numpy.ndarray
+        The forward's output, real floating.
+    axes : tuple of int
+        Distinct non-negative axes of the forward call.
+    where : numpy.ndarray of bool, optional
+        The forward call's mask, broadcastable to ``y``; masked entries get exactly 0.
+    out : numpy.ndarray, optional
+        Array of ``y``'s shape and dtype to write the gradient into; it may be ``grad`` or
+        ``y`` itself, or overlap them.
+
+    Returns
+    -------
+    numpy.ndarray
+        The gradient with respect to the forward's input, ``y``'s shape and dtype: a fresh
+        array, or ``out``.
+
+    See Also
+    --------
+    softmax_dispatch.softmax_backward : The public function.
+
+    Examples
+    --------
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> from softmax_dispatch_numpy import _kernels
+    >>> y = _kernels.softmax(xp, np.array([[1.0, 2.0, 3.0]]), (1,))
+    >>> np.round(_kernels.softmax_backward(xp, np.array([[1.0, 0.0, 0.0]]), y, (1,)), 4)
+    array([[ 0.0819, -0.022 , -0.0599]])
+    """
     return _backward(grad, y, axes, where, out, log=False)
 
 
 def log_softmax_backward(xp: Any, grad, y, axes, where=None, out=None) -> np.ndarray:
-    """Fused log_softmax VJP: ``grad - exp(y) * sum(grad)`` row by row."""
+    """Fused log_softmax VJP: ``grad - exp(y) * sum(grad)`` row by row.
+
+    The NumPy backend's ``log_softmax_backward`` kernel, from the forward's output ``y``.
+    Like every kernel, it takes validated arguments only: call it through
+    `softmax_dispatch.log_softmax_backward` (with a NumPy array, the dispatcher hands off to it).
+
+    Parameters
+    ----------
+    xp : module
+        The array namespace the dispatcher resolved (``array_api_compat.numpy``); unused,
+        part of the kernel signature every backend shares.
+    grad : numpy.ndarray
+        Upstream gradient, ``y``'s shape, cast to ``y``'s dtype by the public function.
+    y : numpy.ndarray
+        The forward's output, real floating.
+    axes : tuple of int
+        Distinct non-negative axes of the forward call.
+    where : numpy.ndarray of bool, optional
+        The forward call's mask, broadcastable to ``y``; masked entries get exactly 0.
+    out : numpy.ndarray, optional
+        Array of ``y``'s shape and dtype to write the gradient into; it may be ``grad`` or
+        ``y`` itself, or overlap them.
+
+    Returns
+    -------
+    numpy.ndarray
+        The gradient with respect to the forward's input, ``y``'s shape and dtype: a fresh
+        array, or ``out``.
+
+    See Also
+    --------
+    softmax_dispatch.log_softmax_backward : The public function.
+
+    Examples
+    --------
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> from softmax_dispatch_numpy import _kernels
+    >>> y = _kernels.log_softmax(xp, np.array([[1.0, 2.0, 3.0]]), (1,))
+    >>> np.round(_kernels.log_softmax_backward(xp, np.array([[1.0, 0.0, 0.0]]), y, (1,)), 4)
+    array([[ 0.91  , -0.2447, -0.6652]])
+    """
     return _backward(grad, y, axes, where, out, log=True)
 
 

@@ -3,8 +3,11 @@ memory floor, the backend's targets checked, the machine; as a table, JSON or a 
 
 from __future__ import annotations
 
+import datetime
 import json
 import platform
+import shlex
+import sys
 import textwrap
 from typing import Any
 
@@ -76,8 +79,39 @@ def collect(
         threads=threads,
         python=platform.python_version(),
         versions=dict(kit.versions()) if kit.versions is not None else {},
+        date=datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+        command="softmax-dispatch " + shlex.join(sys.argv[1:]),
     )
     return dict(machine=machine, rows=rows, targets=targets, skipped=skipped)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """Markdown tables of a ``--json`` result: machine, command and date, the timings,
+    the targets and what was not reported (the docs site renders the committed files)."""
+    m = data["machine"]
+    libs = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    run = f"`{m['command']}`" if m.get("command") else f"`--backend {m['backend']}`"
+    when = f" on {m['date']}" if m.get("date") else ""
+    lines = [
+        f"{run}{when}, device {m['device']}: {m['cpu']}, {m['cores']} cores, "
+        f"{m['threads']} threads, Python {m['python']}, {libs}.",
+        "",
+        "| case | implementation | median ms | GB/s | / floor |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in data["rows"]:
+        gbs = "-" if r["gbs"] is None else f"{r['gbs']:.2f}"
+        floor = "-" if r["of_floor"] is None else f"{r['of_floor']:.2f}"
+        lines.append(f"| {r['case']} | {r['impl']} | {r['ms']:.3f} | {gbs} | {floor} |")
+    if data["targets"]:
+        lines += ["", "| case | ratio | value | target | |", "| --- | --- | ---: | --- | --- |"]
+        for t in data["targets"]:
+            ok = "ok" if t["ok"] else "**MISS**"
+            lines.append(f"| {t['case']} | {t['what']} | {t['ratio']:.2f} | {t['target']} | {ok} |")
+    for s in data["skipped"]:
+        where = f" in {s['case']}" if s["case"] else ""
+        lines.append(f"\nNot reported: {s['peer']}{where}: {s['reason']}")
+    return "\n".join(lines)
 
 
 def print_json(data: dict[str, Any]) -> None:
