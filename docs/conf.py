@@ -68,6 +68,9 @@ html_theme_options = {
     "show_toc_level": 2,
     "navbar_align": "left",
     "header_links_before_dropdown": 5,
+    # the search as an icon beside the theme switch: the bar fits one line at 1280 px
+    "navbar_persistent": [],
+    "navbar_end": ["search-button", "theme-switcher"],
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
     # nothing fetched from elsewhere: no icon links, no analytics, no version switcher

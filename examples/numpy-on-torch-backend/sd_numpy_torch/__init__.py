@@ -18,7 +18,7 @@ from typing import Any
 
 from array_api_compat import is_numpy_array
 
-from softmax_dispatch import Backend, BenchKit, BenchTarget, hookimpl
+from softmax_dispatch import Backend, BackendUnavailable, BenchKit, BenchTarget, hookimpl
 
 
 def _namespace() -> Any:
@@ -28,8 +28,11 @@ def _namespace() -> Any:
 
 
 def _devices() -> tuple[str, ...]:
-    import torch  # noqa: F401  (the reason shown when PyTorch is missing)
-
+    # Raising says why the backend cannot run; `softmax-dispatch backends` shows it.
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailable(f"PyTorch is not installed ({exc}); pip install torch") from None
     return ("cpu",)
 
 
