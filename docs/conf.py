@@ -33,8 +33,7 @@ extensions = [
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "_generated/*.md", "bench/*.md"]
-templates_path: list[str] = []
+exclude_patterns = ["_build"]
 nitpicky = True
 # Annotations that name other libraries' types: there is no network, so no intersphinx
 # inventories to resolve them against; they are shown as text.
@@ -44,7 +43,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"PluginManager(\..*)?"),
 ]
 
-myst_enable_extensions = ["dollarmath", "amsmath", "deflist", "colon_fence"]
+myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 
 autodoc_typehints = "none"  # numpydoc's Parameters sections carry the types
@@ -62,7 +61,6 @@ html_title = f"softmax-dispatch {release}"
 html_static_path = ["_static"]
 html_favicon = "_static/logo.svg"
 html_logo = "_static/logo.svg"
-html_last_updated_fmt = None
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,

@@ -71,7 +71,7 @@ def _run(call: str, setup: str, ns: dict[str, Any]) -> str:
         return f"*{type(exc).__name__}*: {message}".replace("|", "\\|")
 
 
-def table(cases: list[Case], show_calls: bool = True) -> str:
+def table(cases: list[Case]) -> str:
     """A Markdown table (and, below it, the exact calls) for ``cases``."""
     ns = _namespace()
     lines = ["| input | " + " | ".join(LIBRARIES) + " |", "|" + " --- |" * (len(LIBRARIES) + 1)]
@@ -81,12 +81,11 @@ def table(cases: list[Case], show_calls: bool = True) -> str:
             call = case.calls.get(lib)
             cells.append("n/a" if call is None else _run(call, case.setup, ns))
         lines.append(f"| {case.what} | " + " | ".join(cells) + " |")
-    if show_calls:
-        lines += ["", "<details><summary>The calls behind this table</summary>", "", "```python"]
-        for case in cases:
-            lines += ["", f"# {case.what}".replace("`", ""), case.setup]
-            lines += [f"{case.calls[lib]}  # {lib}" for lib in LIBRARIES if lib in case.calls]
-        lines += ["```", "", "</details>"]
+    lines += ["", "<details><summary>The calls behind this table</summary>", "", "```python"]
+    for case in cases:
+        lines += ["", f"# {case.what}".replace("`", ""), case.setup]
+        lines += [f"{case.calls[lib]}  # {lib}" for lib in LIBRARIES if lib in case.calls]
+    lines += ["```", "", "</details>"]
     return "\n".join(lines)
 
 
@@ -124,9 +123,7 @@ def batch_invariance(rows: int = 64, cols: int = 1000, seed: int = 0) -> str:
     """How many rows of a batch equal, bit for bit, the same row computed alone."""
     ns = _namespace()
     x = np.random.default_rng(seed).standard_normal((rows, cols)).astype(np.float32)
-    torch, jax, jnp, sd = ns["torch"], ns["jax"], ns["jnp"], ns["sd"]
-    import scipy.special
-
+    torch, jax, jnp, sd, scipy = (ns[k] for k in ("torch", "jax", "jnp", "sd", "scipy"))
     jitted = jax.jit(lambda a: jax.nn.softmax(a, axis=-1))
     calls = {
         "ours": lambda a: np.asarray(sd.softmax(a)),
