@@ -130,6 +130,17 @@ class Backend:
         ``from_numpy(host, device) -> array``: a NumPy array as one of the backend's
         arrays, used by the conformance suite to make its inputs. ``None``: the
         namespace's ``asarray(host, device=device)``.
+    kernel_variants : mapping, default: {}
+        Other kernel tables the backend can run instead of ``kernels``, by name (a Python
+        identifier other than ``fused``, ``generic`` and ``jit``): the NumPy backend's
+        pure-NumPy kernels beside its compiled ones. Values are mappings like
+        ``kernels`` (ops missing from one run the generic kernels), or functions
+        returning one. The conformance suite checks each variant as a kernel path of its
+        own, beside ``fused`` and ``generic``.
+    kernels_status : str, default: ""
+        Which of the backend's kernels run here, and why, in a few words (the NumPy
+        backend: ``"compiled (avx2)"``, or ``"pure NumPy: ..."`` with the reason), shown
+        by ``softmax-dispatch backends``, ``check`` and ``--version``.
 
     Raises
     ------
@@ -180,6 +191,8 @@ class Backend:
     cheap_reads: Callable[[Any], bool] | None = None
     accepts: Callable[[Any], bool] | None = None
     from_numpy: Callable[[Any, Any], Any] | None = None
+    kernel_variants: Mapping[str, Any] = field(default_factory=dict)
+    kernels_status: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -214,9 +227,49 @@ class Backend:
             raise TypeError(
                 f"Backend {self.name!r}: priority must be an int, got {self.priority!r}"
             )
+        if not isinstance(self.kernels_status, str):
+            raise TypeError(
+                f"Backend {self.name!r}: kernels_status must be a str, got {self.kernels_status!r}"
+            )
+        if not isinstance(self.kernel_variants, Mapping):
+            raise TypeError(
+                f"Backend {self.name!r}: kernel_variants must be a mapping of name to kernel "
+                f"table, got {type(self.kernel_variants).__name__}"
+            )
+        variants = {}
+        for key, table in self.kernel_variants.items():
+            if not isinstance(key, str) or not key.isidentifier() or key in _PATHS:
+                raise ValueError(
+                    f"Backend {self.name!r}: kernel variant names must be Python identifiers "
+                    f"other than {', '.join(_PATHS)}, got {key!r}"
+                )
+            variants[key] = table if callable(table) else _checked_kernels(self.name, table)
+        object.__setattr__(self, "kernel_variants", MappingProxyType(variants))
         if callable(self.kernels):  # a mapping made when the backend is first used
             return
         object.__setattr__(self, "kernels", _checked_kernels(self.name, self.kernels))
+
+    def variant_tables(self) -> Mapping[str, Mapping[str, Callable[..., Any]]]:
+        """The kernel variants, each function in ``kernel_variants`` called (once).
+
+        Returns
+        -------
+        Mapping[str, Mapping[str, callable]]
+            Variant name to its read-only kernel table.
+
+        Examples
+        --------
+        >>> import softmax_dispatch as sd
+        >>> sd.Backend(name="plain", owns=bool).variant_tables()
+        mappingproxy({})
+        """
+        if any(callable(t) for t in self.kernel_variants.values()):
+            tables = {
+                k: _checked_kernels(self.name, t()) if callable(t) else t
+                for k, t in self.kernel_variants.items()
+            }
+            object.__setattr__(self, "kernel_variants", MappingProxyType(tables))
+        return self.kernel_variants
 
     def kernel_table(self) -> Mapping[str, Callable[..., Any]]:
         """The fused kernels, ``kernels()`` called (once) where it is a function.
@@ -256,6 +309,10 @@ class Backend:
             table = _checked_kernels(self.name, self.kernels())
             object.__setattr__(self, "kernels", table)
         return self.kernels  # type: ignore[return-value]
+
+
+#: The kernel paths every backend has (fused, generic) or JAX adds (jit).
+_PATHS = ("fused", "generic", "jit")
 
 
 def _checked_kernels(name: str, kernels: Any) -> Mapping[str, Callable[..., Any]]:
@@ -501,6 +558,8 @@ class BackendInfo:
         The backend's one-line description.
     backend : Backend
         The `Backend` object itself (not shown in the repr).
+    kernels_status : str, default: ""
+        Which of its kernels run here and why (``Backend.kernels_status``; may be empty).
 
     See Also
     --------
@@ -526,6 +585,7 @@ class BackendInfo:
     version: str | None
     description: str
     backend: Backend = field(repr=False)
+    kernels_status: str = ""
 
 
 @dataclass(frozen=True)

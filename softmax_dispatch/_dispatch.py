@@ -21,13 +21,22 @@ import array_api_compat
 from . import _ops, _plugins
 from ._backend import KERNEL_NAMES, BackendUnavailable, type_name
 
-__all__ = ["BACKEND_ENV", "Resolved", "generic_kernels", "resolve", "use_backend"]
+__all__ = [
+    "BACKEND_ENV",
+    "Resolved",
+    "generic_kernels",
+    "kernel_variant",
+    "resolve",
+    "use_backend",
+]
 
 BACKEND_ENV = "SOFTMAX_DISPATCH_BACKEND"
 
 _chosen: ContextVar[str | None] = ContextVar("softmax_dispatch_backend", default=None)
-_generic_only: ContextVar[bool] = ContextVar("softmax_dispatch_generic_only", default=False)
-#: How many `use_backend` / `generic_kernels` blocks are open, in any thread. While none
+#: The kernel path a block asks for: None (the backend's own kernels), "generic", or the
+#: name of one of the backend's kernel variants.
+_path: ContextVar[str | None] = ContextVar("softmax_dispatch_kernel_path", default=None)
+#: How many `use_backend` / `kernel_variant` blocks are open, in any thread. While none
 #: is, dispatch reads no ContextVar: a plain global read is cheaper, and traceable by
 #: torch.compile (which cannot trace ContextVar.get).
 _open_blocks = 0
@@ -54,13 +63,14 @@ _env_value: Any = _UNREAD
 
 @dataclass(frozen=True)
 class Resolved:
-    """A backend ready to run: its namespace (None: per array) and its kernel table."""
+    """A backend ready to run: its namespace (None: per array), its kernel table, and
+    the tables of its other kernel paths ("generic" and its variants)."""
 
     name: str
     owns: Callable[[Any], bool]
     xp: ModuleType | None
     kernels: dict[str, Callable[..., Any]]
-    generic: dict[str, Callable[..., Any]]
+    paths: dict[str, dict[str, Callable[..., Any]]]
     device: Callable[[Any], Any] = array_api_compat.device
     cheap_reads: Callable[[Any], bool] | None = None
     accepts: Callable[[Any], bool] | None = None
@@ -120,14 +130,16 @@ def _current() -> _Cache:
 
 def _make(ent: Any) -> Resolved:
     generic = {op: getattr(_ops, op) for op in KERNEL_NAMES}
-    fused = dict(generic)
-    fused.update(ent.backend.kernel_table())
+    fused = {**generic, **ent.backend.kernel_table()}
+    paths = {"generic": generic}
+    for name, table in ent.backend.variant_tables().items():
+        paths[name] = {**generic, **table}
     return Resolved(
         name=ent.backend.name,
         owns=ent.backend.owns,
         xp=_plugins.namespace_of(ent),
         kernels=fused,
-        generic=generic,
+        paths=paths,
         device=ent.backend.device_of or array_api_compat.device,
         cheap_reads=ent.backend.cheap_reads,
         accepts=ent.backend.accepts,
@@ -228,8 +240,10 @@ def resolve(
     xp = res.xp if res.xp is not None else array_api_compat.array_namespace(x)
     if others:
         _same_device(res.device, x, others, primary)
-    if _open_blocks and _generic_only.get():
-        res = dataclasses.replace(res, kernels=res.generic)
+    if _open_blocks:
+        path = _path.get()
+        if path is not None:
+            res = dataclasses.replace(res, kernels=res.paths.get(path, res.kernels))
     return res, xp
 
 
@@ -305,7 +319,15 @@ def use_backend(name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def generic_kernels() -> Iterator[None]:
-    """Ignore backends' fused kernels in this block (used to check the generic path)."""
-    with _block(_generic_only, True):
+def kernel_variant(name: str) -> Iterator[None]:
+    """Run the calls in this block on kernel path ``name``: ``"generic"`` (the written-once
+    kernels, ignoring every backend's fused ones) or one of a backend's
+    ``kernel_variants`` (backends without that variant keep their own kernels). Used by
+    the conformance suite to check every path."""
+    with _block(_path, name):
         yield
+
+
+def generic_kernels() -> contextlib.AbstractContextManager[None]:
+    """Ignore backends' fused kernels in this block (used to check the generic path)."""
+    return kernel_variant("generic")

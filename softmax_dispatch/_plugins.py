@@ -373,6 +373,7 @@ def _info(ent: _Entry) -> BackendInfo:
         distribution=ent.distribution,
         version=ent.version,
         description=ent.backend.description,
+        kernels_status=ent.backend.kernels_status,
         backend=ent.backend,
     )
 

@@ -13,7 +13,7 @@ import array_api_compat
 import numpy as np
 
 from .._backend import BackendInfo, device_name
-from .._dispatch import generic_kernels
+from .._dispatch import kernel_variant
 from .._plugins import backends, get_backend
 from .._validate import reads_are_cheap, supports_item_assignment
 
@@ -31,8 +31,10 @@ class Unrunnable(Exception):
 class Target:
     """One backend on one device, through one kernel path.
 
-    ``path`` is ``"fused"`` (the backend's own kernels), ``"generic"`` (the written-once
-    kernels on the backend's namespace) or ``"jit"`` (generic, under ``jax.jit``).
+    ``path`` is ``"fused"`` (the backend's own kernels), the name of one of the backend's
+    ``kernel_variants`` (e.g. NumPy's ``"pure"``: its pure-NumPy kernels beside the
+    compiled ones), ``"generic"`` (the written-once kernels on the backend's namespace)
+    or ``"jit"`` (generic, under ``jax.jit``).
     """
 
     backend: str
@@ -154,8 +156,8 @@ class Target:
         kwargs = dict(kwargs, backend=self.backend)
         if self.path == "fused":
             return fn(*arrays, **kwargs)
-        if self.path == "generic":
-            with generic_kernels():
+        if self.path != "jit":  # "generic", or one of the backend's kernel variants
+            with kernel_variant(self.path):
                 return fn(*arrays, **kwargs)
         traced = {k: v for k, v in kwargs.items() if _is_array(v)}
         static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in traced))
@@ -209,6 +211,7 @@ def _is_array(a: Any) -> bool:
 
 def _paths(info: BackendInfo, xp: ModuleType) -> list[str]:
     paths = ["fused"] if info.backend.kernels else []
+    paths += list(info.backend.variant_tables())
     paths.append("generic")
     if array_api_compat.is_jax_namespace(xp):
         paths.append("jit")

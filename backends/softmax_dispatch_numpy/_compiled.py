@@ -1,0 +1,425 @@
+"""The compiled kernels' Python side: each op's arrays as (P, N, Q) views for the
+compiled module `_native`, shared among the backend's threads (`_threads`), with the
+pure-NumPy kernels (`_kernels`) for what the module does not take.
+
+Layouts. Every array is seen as (P, N, Q): N the softmax (or class) axes merged into one,
+P the axes before, Q the axes after, each with its own strides. Where N has unit stride
+the *rows* kernels run (vectors along a row: the last axis of a C-contiguous array);
+where Q has unit stride the *columns* kernels run (vectors across Q neighbouring
+columns, walking down N: a non-last axis, with no transposed copy). A fresh result takes
+the input's memory layout (``numpy.empty_like``, as NumPy's ufuncs do), so a transposed
+input runs without a copy too. Arrays that fit neither (several non-adjacent softmax
+axes, strides that do not merge) are copied to a C-contiguous layout first.
+
+What stays on the pure-NumPy kernels: dtypes other than float16/32/64 (long double),
+the other byte order, and ``axes=()``.
+
+A call smaller than `_threads.PARALLEL_MIN_BYTES` runs on the calling thread in one
+call into the module (`fast_forward` / `fast_backward` for the common call: no mask, no
+``out=``, trailing axes, C-contiguous); larger ones are cut into blocks of units that
+the backend's pool hands out, each block one call into the module with the GIL
+released. A unit's result never depends on the block or thread that computed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import _kernels as _pure
+from . import _native
+from ._crossentropy import cross_entropy as _pure_ce
+from ._crossentropy import cross_entropy_backward as _pure_ce_backward
+from ._threads import ERRSTATE, PARALLEL_MIN_BYTES, run_blocks
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "softmax",
+    "softmax_backward",
+]
+
+_native.configure(PARALLEL_MIN_BYTES)
+_fast_forward = _native.fast_forward
+_fast_backward = _native.fast_backward
+
+#: dtype -> the module's dtype code (native byte order only)
+_CODE = {np.dtype(np.float16): 0, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
+_FWD_ROWS, _FWD_COLS, _BWD_ROWS, _BWD_COLS = 0, 1, 2, 3
+#: Bytes of input per block handed to a thread (the pool hands out runs of them).
+BLOCK_BYTES = 1 << 20
+
+
+# ----------------------------------------------------------------------------- views
+def _merged(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int] | None:
+    """(size, element stride) of ``shape`` merged into one axis, or None where the
+    strides do not merge (dimensions of size 1 take any stride: merged to size 1, the
+    axis has unit stride)."""
+    dims = [(n, s) for n, s in zip(shape, strides) if n != 1]
+    if not dims:
+        return 1, 1
+    size, stride = dims[-1]
+    for n, s in reversed(dims[:-1]):
+        if s != stride * size:
+            return None
+        size *= n
+    return size, stride
+
+
+Geometry = tuple[tuple[int, int, int], tuple[int, int, int]]
+
+
+def geometry(a: np.ndarray, lo: int, hi: int) -> Geometry | None:
+    """``((P, N, Q), (sp, sn, sq))`` of ``a`` with axes ``lo..hi-1`` as N, strides in
+    elements, or None where they do not merge."""
+    item = a.itemsize
+    if any(s % item for s in a.strides):
+        return None
+    st = tuple(s // item for s in a.strides)
+    parts = [_merged(a.shape[i:j], st[i:j]) for i, j in ((0, lo), (lo, hi), (hi, a.ndim))]
+    if None in parts:
+        return None
+    (p, sp), (n, sn), (q, sq) = parts  # type: ignore[misc]
+    return (p, n, q), (sp, sn, sq)
+
+
+def _span(axes: tuple[int, ...]) -> tuple[int, int] | None:
+    """The softmax axes as one run ``lo..hi-1`` of adjacent axes, or None."""
+    lo, hi = min(axes), max(axes) + 1
+    return (lo, hi) if hi - lo == len(axes) else None
+
+
+def _like(a: np.ndarray, dtype: Any = None) -> np.ndarray:
+    return np.empty_like(a, dtype=dtype)  # a fresh array in a's layout (order="K")
+
+
+def _orientation(views: list[tuple[int, int, int]], q: int) -> str | None:
+    """ "rows" where every view has unit stride along N, "cols" along Q, else None."""
+    if all(v[1] == 1 for v in views):
+        return "rows"
+    if all(v[2] == 1 for v in views) and q > 1:
+        return "cols"
+    return None
+
+
+def _mask_view(mask: np.ndarray, like: np.ndarray, lo: int, hi: int, kind: str):
+    """The mask (broadcast to ``like``'s shape) as a view the kernel takes: stride 0 or
+    1 along the vector axis; otherwise a boolean copy in ``like``'s layout."""
+    m = np.broadcast_to(mask, like.shape)
+    g = geometry(m, lo, hi)
+    step = None if g is None else g[1][1 if kind == "rows" else 2]
+    if step not in (0, 1):
+        m = _like(like, bool)
+        np.copyto(m, mask)
+        g = geometry(m, lo, hi)
+    return m, g[1]  # type: ignore[index]
+
+
+def _units(kind: str, shape: tuple[int, int, int], dtype: np.dtype) -> int:
+    p, _, q = shape
+    if kind == "rows":
+        return p * q
+    tile = _native.tile(_CODE[dtype])
+    return p * -(-q // tile)
+
+
+def _blocks(units: int, unit_bytes: int) -> tuple[int, int]:
+    """(units per block, blocks)."""
+    per = max(1, BLOCK_BYTES // max(1, unit_bytes))
+    return per, -(-units // per)
+
+
+def _run(call: Callable[[int, int], Any], units: int, nbytes: int) -> list[Any]:
+    """``call(u0, u1)`` over every unit, in blocks shared among the backend's threads;
+    the blocks' results in block order."""
+    if units == 0:
+        return []
+    per, count = _blocks(units, nbytes // units)
+    return run_blocks(lambda b, _: call(b * per, min(units, (b + 1) * per)), count, nbytes)
+
+
+# --------------------------------------------------------------------------- forward
+def _supported(*arrays: np.ndarray | None) -> bool:
+    return all(a is None or a.dtype.newbyteorder("=") in _CODE for a in arrays)
+
+
+def _forward(x: np.ndarray, axes, where, out, log: bool) -> np.ndarray:
+    span = _span(axes) if axes else None
+    if span is None or not _supported(x, out):
+        return _pure._forward(x, axes, where, out, log)
+    if _pure._foreign(x, out):  # the other byte order: computed natively, handed back as is
+        return _pure._deliver(_forward(_pure._native(x), axes, where, None, log), x.dtype, out)
+    if _pure._partial_overlap(out, (x,), where):
+        np.copyto(out, _forward(x, axes, where, None, log))
+        return out
+    lo, hi = span
+    gx = geometry(x, lo, hi)
+    y = _like(x) if out is None else out
+    gy = geometry(y, lo, hi)
+    kind = None if gx is None or gy is None else _orientation([gx[1], gy[1]], gx[0][2])
+    if kind is None:  # x's layout does not suit: a contiguous copy (into out if it suits)
+        if x.flags.c_contiguous and (out is None or out.flags.c_contiguous):
+            return _pure._forward(x, axes, where, out, log)  # (not reached: C order suits)
+        xc = np.ascontiguousarray(x)
+        if out is not None and geometry(out, lo, hi) is not None and out.flags.c_contiguous:
+            return _forward(xc, axes, where, out, log)
+        res = _forward(xc, axes, where, None, log)
+        if out is None:
+            return res
+        np.copyto(out, res)
+        return out
+    shape, sx = gx  # type: ignore[misc]
+    sy = gy[1]  # type: ignore[index]
+    m, sm = (None, (0, 0, 0)) if where is None else _mask_view(where, x, lo, hi, kind)
+    code = _FWD_ROWS if kind == "rows" else _FWD_COLS
+    norm = _native.norm
+
+    def call(u0: int, u1: int) -> None:
+        norm(code, x, None, y, m, shape, sx, sx, sy, sm, log, u0, u1)
+
+    units = _units(kind, shape, x.dtype)
+    _run(call, units, x.nbytes)
+    return y
+
+
+def _backward(grad, y, axes, where, out, log: bool) -> np.ndarray:
+    span = _span(axes) if axes else None
+    if span is None or not _supported(grad, y, out) or grad.dtype != y.dtype:
+        return _pure._backward(grad, y, axes, where, out, log)
+    if _pure._foreign(grad, y, out):
+        d = _backward(_pure._native(grad), _pure._native(y), axes, where, None, log)
+        return _pure._deliver(d, y.dtype, out)
+    if _pure._partial_overlap(out, (grad, y), where):
+        np.copyto(out, _backward(grad, y, axes, where, None, log))
+        return out
+    lo, hi = span
+    gg, gy = geometry(grad, lo, hi), geometry(y, lo, hi)
+    d = _like(y) if out is None else out
+    gd = geometry(d, lo, hi)
+    kind = None
+    if gg is not None and gy is not None and gd is not None:
+        kind = _orientation([gg[1], gy[1], gd[1]], gy[0][2])
+    if kind is None:
+        if grad.flags.c_contiguous and y.flags.c_contiguous and out is None:
+            return _pure._backward(grad, y, axes, where, out, log)  # (not reached: C order suits)
+        res = _backward(np.ascontiguousarray(grad), np.ascontiguousarray(y), axes, where, None, log)
+        if out is None:
+            return res
+        np.copyto(out, res)
+        return out
+    shape = gy[0]  # type: ignore[index]
+    m, sm = (None, (0, 0, 0)) if where is None else _mask_view(where, y, lo, hi, kind)
+    code = _BWD_ROWS if kind == "rows" else _BWD_COLS
+    norm = _native.norm
+    sg, sy, sd = gg[1], gy[1], gd[1]  # type: ignore[index]
+
+    def call(u0: int, u1: int) -> None:
+        norm(code, grad, y, d, m, shape, sg, sy, sd, sm, log, u0, u1)
+
+    _run(call, _units(kind, shape, y.dtype), y.nbytes * 2)
+    return d
+
+
+def softmax(xp: Any, x: np.ndarray, axes, where=None, out=None) -> np.ndarray:
+    """The NumPy backend's ``softmax`` kernel, compiled (same contract as
+    `softmax_dispatch_numpy._kernels.softmax`).
+
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> np.round(softmax(xp, np.array([[1.0, 2.0, 3.0]]), (1,)), 4)
+    array([[0.09  , 0.2447, 0.6652]])
+    """
+    if where is None and out is None:
+        y = _fast_forward(x, axes, False)
+        if y is not None:
+            return y
+    return _forward(x, axes, where, out, False)
+
+
+def log_softmax(xp: Any, x: np.ndarray, axes, where=None, out=None) -> np.ndarray:
+    """The NumPy backend's ``log_softmax`` kernel, compiled.
+
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> np.round(log_softmax(xp, np.array([[1.0, 2.0, 3.0]]), (1,)), 4)
+    array([[-2.4076, -1.4076, -0.4076]])
+    """
+    if where is None and out is None:
+        y = _fast_forward(x, axes, True)
+        if y is not None:
+            return y
+    return _forward(x, axes, where, out, True)
+
+
+def softmax_backward(xp: Any, grad, y, axes, where=None, out=None) -> np.ndarray:
+    """The NumPy backend's ``softmax_backward`` kernel, compiled.
+
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> y = softmax(xp, np.array([[1.0, 2.0, 3.0]]), (1,))
+    >>> np.round(softmax_backward(xp, np.array([[1.0, 0.0, 0.0]]), y, (1,)), 4)
+    array([[ 0.0819, -0.022 , -0.0599]])
+    """
+    if where is None and out is None:
+        d = _fast_backward(grad, y, axes, False)
+        if d is not None:
+            return d
+    return _backward(grad, y, axes, where, out, False)
+
+
+def log_softmax_backward(xp: Any, grad, y, axes, where=None, out=None) -> np.ndarray:
+    """The NumPy backend's ``log_softmax_backward`` kernel, compiled.
+
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> y = log_softmax(xp, np.array([[1.0, 2.0, 3.0]]), (1,))
+    >>> np.round(log_softmax_backward(xp, np.array([[1.0, 0.0, 0.0]]), y, (1,)), 4)
+    array([[ 0.91  , -0.2447, -0.6652]])
+    """
+    if where is None and out is None:
+        d = _fast_backward(grad, y, axes, True)
+        if d is not None:
+            return d
+    return _backward(grad, y, axes, where, out, True)
+
+
+# ---------------------------------------------------------------------- cross-entropy
+class _CE:
+    """One cross-entropy call laid out for the module: logits (and probability target)
+    as (P, C, Q) views of one orientation, class indices as int64 (P, Q)."""
+
+    def __init__(self, logits: np.ndarray, target: np.ndarray, axis: int, opts: dict[str, Any]):
+        index = opts["index_target"]
+        g = geometry(logits, axis, axis + 1)
+        kind = None if g is None else _orientation([g[1]], g[0][2])
+        if not index:
+            target = target.astype(logits.dtype, copy=False)  # (see _ce_supported)
+            gt = geometry(target, axis, axis + 1)
+            if kind is not None and (gt is None or _orientation([g[1], gt[1]], g[0][2]) != kind):
+                kind = None
+        if kind is None:  # neither orientation fits: C-contiguous copies
+            logits = np.ascontiguousarray(logits)
+            g = geometry(logits, axis, axis + 1)
+            kind = _orientation([g[1]], g[0][2]) or "rows"  # type: ignore[index]
+            if not index:
+                target = np.ascontiguousarray(target)
+        self.logits, self.kind, self.axis = logits, kind, axis
+        self.shape, self.sx = g  # type: ignore[misc]
+        p, c, q = self.shape
+        if index:
+            t = target.astype(np.int64, copy=False)
+            # the sample axes (the logits' without the class axis) merged as (P, 1, Q)
+            gt = geometry(np.expand_dims(t, axis), axis, axis + 1)
+            if gt is None:
+                t = np.ascontiguousarray(t)
+                gt = geometry(np.expand_dims(t, axis), axis, axis + 1)
+            self.target, self.st = t, gt[1]  # type: ignore[index]
+        else:
+            self.target, self.st = target, geometry(target, axis, axis + 1)[1]  # type: ignore[index]
+        self.ct = np.dtype(np.float64 if logits.dtype == np.float64 else np.float32)
+        w = opts["weight"]
+        self.weight = None if w is None else np.ascontiguousarray(w, dtype=self.ct)
+        self.wtotal = float(c) if w is None else float(np.add.reduce(self.weight, dtype=np.float64))
+        self.opts = opts
+        self.units = _units(kind, self.shape, logits.dtype)
+        self.samples = p * q
+
+    def run(self, loss, dx, sdx, scale, scale1: float) -> float:
+        o, ce = self.opts, _native.ce
+        args = (self.logits, self.target, self.weight, loss, dx, scale, self.shape, self.sx,
+                self.st, sdx, o["index_target"], o["label_smoothing"], o["ignore_index"],
+                self.wtotal, scale1, self.kind == "cols")  # fmt: skip
+
+        def call(u0: int, u1: int) -> float:
+            return ce(*args, u0, u1)
+
+        sums = _run(call, self.units, self.logits.nbytes * (2 if dx is not None else 1))
+        # block by block in block order: the same bits whatever the thread count
+        return float(np.add.reduce(np.asarray(sums, np.float64)))
+
+
+def _ce_supported(logits: np.ndarray, target: np.ndarray, opts: dict[str, Any]) -> bool:
+    """float16/32/64 logits; probabilities are read in the logits' dtype, so float16
+    logits with wider probabilities stay on the pure kernels (which read them in
+    float32), as do long double probabilities."""
+    if logits.dtype not in _CODE:  # (the other byte order: converted by the callers)
+        return False
+    if opts["index_target"]:
+        return True
+    if logits.dtype == np.float16:
+        return target.dtype == np.float16
+    return target.dtype in _CODE
+
+
+def cross_entropy(xp: Any, logits, target, axis, **opts) -> np.ndarray:
+    """The NumPy backend's ``cross_entropy`` kernel, compiled (same contract as
+    `softmax_dispatch_numpy._crossentropy.cross_entropy`).
+
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> opts = dict(weight=None, ignore_index=None, label_smoothing=0.0, reduction="none",
+    ...             index_target=True)
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]])
+    >>> np.round(cross_entropy(xp, logits, np.array([0, 2]), 1, **opts), 4)
+    array([0.2413, 1.0986])
+    """
+    if _pure._foreign(logits, target, opts["weight"]):
+        args = (_pure._native(logits), _pure._native(target))
+        weight = opts["weight"] if opts["weight"] is None else _pure._native(opts["weight"])
+        loss = cross_entropy(xp, *args, axis, **{**opts, "weight": weight})
+        return loss.astype(logits.dtype)
+    if not _ce_supported(logits, target, opts):
+        return _pure_ce(xp, logits, target, axis, **opts)
+    c = _CE(logits, target, axis, opts)
+    losses = np.empty(c.samples, c.ct)
+    wsum = c.run(losses, None, (0, 0, 0), None, 0.0)
+    sample_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
+    red = opts["reduction"]
+    with np.errstate(**ERRSTATE):
+        if red == "none":
+            return losses.reshape(sample_shape).astype(logits.dtype, copy=False)
+        total = np.add.reduce(losses, dtype=np.float64)
+        if red == "mean":
+            total = total / wsum if wsum else total * 0.0
+    return np.asarray(total, dtype=logits.dtype)
+
+
+def cross_entropy_backward(xp: Any, logits, target, grad, axis, **opts) -> np.ndarray:
+    """The NumPy backend's ``cross_entropy_backward`` kernel, compiled: one pass over the
+    logits, the gradient scaled in the compute dtype (float32 for float16) and rounded once.
+
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> opts = dict(weight=None, ignore_index=None, label_smoothing=0.0, reduction="none",
+    ...             index_target=True)
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]])
+    >>> np.round(cross_entropy_backward(xp, logits, np.array([0, 2]), 1.0, 1, **opts), 4)
+    array([[-0.2144,  0.1753,  0.0391],
+           [ 0.3333,  0.3333, -0.6667]])
+    """
+    if _pure._foreign(logits, target, opts["weight"]):
+        args = (_pure._native(logits), _pure._native(target))
+        weight = opts["weight"] if opts["weight"] is None else _pure._native(opts["weight"])
+        dx = cross_entropy_backward(xp, *args, grad, axis, **{**opts, "weight": weight})
+        return dx.astype(logits.dtype)
+    if not _ce_supported(logits, target, opts):
+        return _pure_ce_backward(xp, logits, target, grad, axis, **opts)
+    c = _CE(logits, target, axis, opts)
+    red = opts["reduction"]
+    scale, scale1 = None, 0.0
+    g = np.asarray(grad, dtype=np.float64)
+    if red == "none" and g.ndim:
+        scale = np.ascontiguousarray(g).reshape(-1)
+    else:
+        scale1 = float(g)
+    if red == "mean":
+        if opts["index_target"]:  # the counted samples' weight: a pass over the targets only
+            wsum = _native.ce(c.logits, c.target, c.weight, None, None, None, c.shape, c.sx,
+                              c.st, (0, 0, 0), True, 0.0, opts["ignore_index"], c.wtotal, 0.0,
+                              c.kind == "cols", 0, c.units)  # fmt: skip
+        else:
+            wsum = float(c.samples)
+        scale1 = scale1 / wsum if wsum else 0.0
+    dx = _like(c.logits)
+    sdx = geometry(dx, axis, axis + 1)[1]  # type: ignore[index]
+    losses = np.empty(c.samples, c.ct)
+    c.run(losses, dx, sdx, scale, scale1)
+    return dx

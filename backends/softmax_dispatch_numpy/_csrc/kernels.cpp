@@ -1,0 +1,785 @@
+// softmax-dispatch: the compiled NumPy kernels, written once and compiled once per
+// instruction set (see simd.h). The layouts, units and arguments are in kernels.h.
+//
+// Numerics (the same policies as the pure-NumPy kernels, backends/softmax_dispatch_numpy):
+//   * float16 is loaded as float16 and computed in float32; float32 and float64 in
+//     themselves; every sum (of exp, of g * y, of g, the cross-entropy terms) accumulates
+//     in float64, lane by lane in a fixed order;
+//   * a row is read three times while it is in cache: its maximum, the sum of
+//     exp(x - shift) (softmax keeps those values in the output, or for float16 in a
+//     float32 scratch row), then the result;
+//   * softmax takes shift = 0 where the maximum m is in [-ln 2, log(1/tiny) - log(N)]:
+//     the sum is then in [0.5, 1/tiny], nothing overflows, nothing underflows that the
+//     shifted form would keep, and x is not rounded by a subtraction; elsewhere
+//     shift = m. log_softmax is always (x - m) - log(sum);
+//   * the maximum starts at the lowest finite value, so -inf - -inf is never computed:
+//     a row of -inf (no mask) gives 0/0 = NaN, as the policy says; NaN or +inf among a
+//     row's unmasked values makes those NaN; masked entries are 0 (log: -inf) whatever
+//     their row holds, and a fully masked row is all 0 (log: -inf);
+//   * every result is divided by the row's sum (a row of one is exactly 1).
+// Batch invariance: a row (or a column) is computed by the same operations in the same
+// order whatever the other rows hold, how many there are, which thread computes it and
+// where it lies in memory (loads are unaligned, chunks start at the row's first element).
+#include <cfloat>
+#include <cmath>
+#include <cstdlib>
+
+#include "kernels.h"
+#include "simd.h"
+
+#ifndef SD_TILE_VECTORS
+#define SD_TILE_VECTORS 4  // vectors per column tile (see Table::tile)
+#endif
+
+namespace SD_ISA {
+namespace {
+
+using sd::CEArgs;
+using sd::NormArgs;
+
+template <class S> struct Lim;
+template <> struct Lim<float> {
+    static constexpr float lowest = -FLT_MAX;
+    static constexpr double log_inv_tiny = 87.336544750553108987;  // log(1 / FLT_MIN)
+};
+template <> struct Lim<double> {
+    static constexpr double lowest = -DBL_MAX;
+    static constexpr double log_inv_tiny = 708.39641853226410622;  // log(1 / DBL_MIN)
+};
+constexpr double LN2 = 0.69314718055994530942;
+constexpr int KV = SD_TILE_VECTORS;
+
+template <class T> using S_t = typename Traits<T>::scalar;
+template <class T> using V_t = typename Traits<T>::vec;
+template <class T> using M_t = typename Traits<T>::mask;
+
+template <class S> inline S inf_of() { return __builtin_inf(); }
+template <> inline float inf_of<float>() { return __builtin_inff(); }
+template <class S> inline S nan_of() { return __builtin_nan(""); }
+template <> inline float nan_of<float>() { return __builtin_nanf(""); }
+
+// ---------------------------------------------------------------- masks
+template <class T>
+inline M_t<T> mask_of(const uint8_t* p, int64_t step, int64_t k) {
+    constexpr int L = Traits<T>::lanes;
+    typedef uint8_t bytes __attribute__((vector_size(L)));
+    M_t<T> m{};
+    if (step == 0) return p[0] ? m - 1 : m;
+    if (k == L) {
+        bytes b;
+        std::memcpy(&b, p, L);
+        return __builtin_convertvector(b, M_t<T>) != 0;
+    }
+    for (int64_t i = 0; i < k; ++i) m[i] = p[i] ? -1 : 0;
+    return m;
+}
+
+// ---------------------------------------------------------------- float64 sums
+// Float lanes summed in two float64 vectors; float64 lanes in two levels (a block of 256
+// additions, then the blocks), which bounds the error of very long rows.
+struct AccF {
+    vd lo{}, hi{};
+    void add(vf v) {
+        vd a, b;
+        widen(v, a, b);
+        lo += a;
+        hi += b;
+    }
+    void add_prod(vf g, vf y) {
+        vd g0, g1, y0, y1;
+        widen(g, g0, g1);
+        widen(y, y0, y1);
+        lo += g0 * y0;
+        hi += g1 * y1;
+    }
+    double total() const { return hsum(lo + hi); }
+    vf lanes() const {  // per-lane sums rounded to float (columns)
+        vf_half a = __builtin_convertvector(lo, vf_half), b = __builtin_convertvector(hi, vf_half);
+        vf v;
+        std::memcpy(&v, &a, sizeof a);
+        std::memcpy(reinterpret_cast<char*>(&v) + sizeof a, &b, sizeof b);
+        return v;
+    }
+    double lane(int i) const { return i < ND ? lo[i] : hi[i - ND]; }
+};
+struct AccD {
+    vd blk{}, tot{};
+    int count = 0;
+    void add(vd v) {
+        blk += v;
+        if (++count == 256) {
+            tot += blk;
+            blk = vd{};
+            count = 0;
+        }
+    }
+    void add_prod(vd g, vd y) { add(g * y); }
+    double total() const { return hsum(tot + blk); }
+    vd lanes() const { return tot + blk; }
+    double lane(int i) const { return tot[i] + blk[i]; }
+};
+template <class S> struct AccOf;
+template <> struct AccOf<float> { typedef AccF type; };
+template <> struct AccOf<double> { typedef AccD type; };
+
+// softmax keeps exp(x - shift) between its passes: in the output (float32, float64), or
+// in a float32 scratch row (float16).
+template <class T> struct StashOf { typedef T type; };
+template <> struct StashOf<half_t> { typedef float type; };
+
+template <class T>
+inline V_t<T> ld(const T* p, int64_t k, S_t<T> fill) {
+    return k == Traits<T>::lanes ? load(p) : load_part(p, k, fill);
+}
+template <class T>
+inline void st(T* p, V_t<T> v, int64_t k) {
+    if (k == Traits<T>::lanes)
+        store(p, v);
+    else
+        store_part(p, v, k);
+}
+
+template <class T> inline S_t<T> one(const T* p) { return *p; }
+template <> inline float one<half_t>(const half_t* p) { return load_part(p, 1, 0.0f)[0]; }
+
+template <class T>
+inline bool need_scratch(bool softmax_stash) {
+    return softmax_stash && sizeof(T) == 2;
+}
+
+// ================================================================ rows: forward
+template <class T, bool LOG>
+void forward_line(const T* x, T* y, const uint8_t* m, int64_t ms, int64_t N, S_t<T> hi,
+                  float* scratch) {
+    typedef S_t<T> S;
+    typedef V_t<T> V;
+    typedef typename StashOf<T>::type W;
+    constexpr int L = Traits<T>::lanes;
+    const V ninf = splat(-inf_of<S>());
+    W* stash = sizeof(T) == 2 ? reinterpret_cast<W*>(scratch) : reinterpret_cast<W*>(y);
+
+    V vmax = splat(Lim<S>::lowest);
+    for (int64_t i = 0; i < N; i += L) {
+        const int64_t k = N - i < L ? N - i : L;
+        V v = ld(x + i, k, -inf_of<S>());
+        if (m) v = mask_of<T>(m + i * ms, ms, k) ? v : ninf;
+        vmax = max(vmax, v);
+    }
+    const S mx = hmax(vmax);
+    const S shift = (!LOG && mx >= -LN2 && mx <= hi) ? S(0) : mx;
+    const V vsh = splat(shift);
+
+    typename AccOf<S>::type acc;
+    for (int64_t i = 0; i < N; i += L) {
+        const int64_t k = N - i < L ? N - i : L;
+        V v = ld(x + i, k, -inf_of<S>());
+        if (m) v = mask_of<T>(m + i * ms, ms, k) ? v : ninf;
+        V e = exp(v - vsh);
+        acc.add(e);
+        if (!LOG) st(stash + i, e, k);
+    }
+    const double s = acc.total();
+
+    if (LOG) {
+        const V vm = splat(mx), vl = splat(S(std::log(s)));
+        for (int64_t i = 0; i < N; i += L) {
+            const int64_t k = N - i < L ? N - i : L;
+            V r = (ld(x + i, k, S(0)) - vm) - vl;
+            if (m) r = mask_of<T>(m + i * ms, ms, k) ? r : ninf;
+            st(y + i, r, k);
+        }
+    } else {
+        const V vs = splat(S(s));
+        for (int64_t i = 0; i < N; i += L) {
+            const int64_t k = N - i < L ? N - i : L;
+            V r = ld(stash + i, k, S(0)) / vs;
+            if (m) r = mask_of<T>(m + i * ms, ms, k) ? r : V{};
+            st(y + i, r, k);
+        }
+    }
+}
+
+template <class T, bool LOG>
+bool forward_rows_t(const NormArgs& a, int64_t u0, int64_t u1) {
+    float* scratch = nullptr;
+    if (need_scratch<T>(!LOG)) {
+        scratch = static_cast<float*>(std::malloc(sizeof(float) * (size_t)a.N));
+        if (!scratch) return false;
+    }
+    const S_t<T> hi = S_t<T>(Lim<S_t<T>>::log_inv_tiny - std::log((double)a.N));
+    for (int64_t u = u0; u < u1; ++u) {
+        const int64_t p = u / a.Q, q = u % a.Q;
+        const T* x = static_cast<const T*>(a.a.data) + p * a.a.s.p + q * a.a.s.q;
+        T* y = static_cast<T*>(a.out) + p * a.so.p + q * a.so.q;
+        const uint8_t* m = a.mask ? a.mask + p * a.sm.p + q * a.sm.q : nullptr;
+        forward_line<T, LOG>(x, y, m, a.sm.n, a.N, hi, scratch);
+    }
+    std::free(scratch);
+    return true;
+}
+
+// ================================================================ rows: backward
+// softmax: dx = y * (g - sum(g * y)); log_softmax: dx = g - exp(y) * sum(g); masked
+// entries take no part in the sum and get exactly 0.
+template <class T, bool LOG>
+void backward_line(const T* g, const T* y, T* dx, const uint8_t* m, int64_t ms, int64_t N) {
+    typedef S_t<T> S;
+    typedef V_t<T> V;
+    constexpr int L = Traits<T>::lanes;
+    typename AccOf<S>::type acc;
+    for (int64_t i = 0; i < N; i += L) {
+        const int64_t k = N - i < L ? N - i : L;
+        V gv = ld(g + i, k, S(0));
+        if (m) gv = mask_of<T>(m + i * ms, ms, k) ? gv : V{};
+        if (LOG) {
+            acc.add(gv);
+        } else {
+            V yv = ld(y + i, k, S(0));
+            if (m) yv = mask_of<T>(m + i * ms, ms, k) ? yv : V{};
+            acc.add_prod(gv, yv);
+        }
+    }
+    const V vs = splat(S(acc.total()));
+    for (int64_t i = 0; i < N; i += L) {
+        const int64_t k = N - i < L ? N - i : L;
+        V gv = ld(g + i, k, S(0)), yv = ld(y + i, k, S(0));
+        V r = LOG ? gv - exp(yv) * vs : yv * (gv - vs);
+        if (m) r = mask_of<T>(m + i * ms, ms, k) ? r : V{};
+        st(dx + i, r, k);
+    }
+}
+
+template <class T, bool LOG>
+bool backward_rows_t(const NormArgs& a, int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) {
+        const int64_t p = u / a.Q, q = u % a.Q;
+        const T* g = static_cast<const T*>(a.a.data) + p * a.a.s.p + q * a.a.s.q;
+        const T* y = static_cast<const T*>(a.b.data) + p * a.b.s.p + q * a.b.s.q;
+        T* dx = static_cast<T*>(a.out) + p * a.so.p + q * a.so.q;
+        const uint8_t* m = a.mask ? a.mask + p * a.sm.p + q * a.sm.q : nullptr;
+        backward_line<T, LOG>(g, y, dx, m, a.sm.n, a.N);
+    }
+    return true;
+}
+
+// ================================================================ columns
+// A tile: TILE = KV vectors of neighbouring columns (unit stride along q), walked down
+// the N rows of the softmax axis; every column keeps its own statistics in its lane.
+// The tile's rows stay in cache between the passes, so memory sees one read of each
+// input and one write of the result.
+template <class T>
+struct Tile {
+    int nv;        // vectors in this tile (the last tile of a row may be narrower)
+    int64_t last;  // lanes in the last vector
+    int64_t lanes(int j) const { return j == nv - 1 ? last : Traits<T>::lanes; }
+};
+
+template <class T>
+inline Tile<T> tile_at(int64_t width) {
+    constexpr int L = Traits<T>::lanes;
+    Tile<T> t;
+    t.nv = (int)((width + L - 1) / L);
+    t.last = width - (int64_t)(t.nv - 1) * L;
+    return t;
+}
+
+constexpr int PREFETCH_ROWS = 8;  // rows ahead that the first pass asks the cache for
+
+template <class T>
+inline void prefetch_row(const T* p, int64_t width) {
+    const char* c = reinterpret_cast<const char*>(p);
+    for (int64_t b = 0; b < width * (int64_t)sizeof(T); b += 64) __builtin_prefetch(c + b);
+}
+
+template <class T, bool LOG>
+void forward_tile(const T* x, int64_t sx, T* y, int64_t sy, const uint8_t* m, int64_t smn,
+                  int64_t smq, int64_t N, int64_t width, S_t<T> hi, float* scratch) {
+    typedef S_t<T> S;
+    typedef V_t<T> V;
+    typedef typename StashOf<T>::type W;
+    constexpr int L = Traits<T>::lanes;
+    const Tile<T> tl = tile_at<T>(width);
+    const V ninf = splat(-inf_of<S>());
+    // the stash: the output rows, or a float32 scratch tile of N x (KV * L) for float16
+    W* stash = sizeof(T) == 2 ? reinterpret_cast<W*>(scratch) : reinterpret_cast<W*>(y);
+    const int64_t sst = sizeof(T) == 2 ? (int64_t)KV * L : sy;
+
+    V vmax[KV];
+    for (int j = 0; j < KV; ++j) vmax[j] = splat(Lim<S>::lowest);
+    for (int64_t n = 0; n < N; ++n) {
+        const T* xr = x + n * sx;
+        if (n + PREFETCH_ROWS < N) prefetch_row(xr + PREFETCH_ROWS * sx, width);
+        for (int j = 0; j < tl.nv; ++j) {
+            V v = ld(xr + j * L, tl.lanes(j), -inf_of<S>());
+            if (m) v = mask_of<T>(m + n * smn + j * L * smq, smq, tl.lanes(j)) ? v : ninf;
+            vmax[j] = max(vmax[j], v);
+        }
+    }
+    V vsh[KV];
+    for (int j = 0; j < tl.nv; ++j) {
+        const V keep = splat(S(0));
+        vsh[j] = vmax[j];
+        if (!LOG) vsh[j] = ((vmax[j] >= splat(S(-LN2))) & (vmax[j] <= splat(hi))) ? keep : vmax[j];
+    }
+    typename AccOf<S>::type acc[KV];
+    for (int64_t n = 0; n < N; ++n) {
+        const T* xr = x + n * sx;
+        for (int j = 0; j < tl.nv; ++j) {
+            V v = ld(xr + j * L, tl.lanes(j), -inf_of<S>());
+            if (m) v = mask_of<T>(m + n * smn + j * L * smq, smq, tl.lanes(j)) ? v : ninf;
+            V e = exp(v - vsh[j]);
+            acc[j].add(e);
+            if (!LOG) st(stash + n * sst + j * L, e, tl.lanes(j));
+        }
+    }
+    V div[KV];
+    for (int j = 0; j < tl.nv; ++j) {
+        div[j] = acc[j].lanes();
+        if (LOG) {
+            for (int i = 0; i < L; ++i) div[j][i] = S(std::log(acc[j].lane(i)));
+        }
+    }
+    for (int64_t n = 0; n < N; ++n) {
+        for (int j = 0; j < tl.nv; ++j) {
+            const int64_t k = tl.lanes(j);
+            V r = LOG ? (ld(x + n * sx + j * L, k, S(0)) - vmax[j]) - div[j]
+                      : ld(stash + n * sst + j * L, k, S(0)) / div[j];
+            if (m) r = mask_of<T>(m + n * smn + j * L * smq, smq, k) ? r : (LOG ? ninf : V{});
+            st(y + n * sy + j * L, r, k);
+        }
+    }
+}
+
+inline int64_t tiles_per_row(int64_t Q, int64_t tile) { return (Q + tile - 1) / tile; }
+
+template <class T, bool LOG>
+bool forward_cols_t(const NormArgs& a, int64_t u0, int64_t u1) {
+    constexpr int64_t TILE = (int64_t)KV * Traits<T>::lanes;
+    float* scratch = nullptr;
+    if (need_scratch<T>(!LOG)) {
+        scratch = static_cast<float*>(std::malloc(sizeof(float) * (size_t)(a.N * TILE)));
+        if (!scratch) return false;
+    }
+    const S_t<T> hi = S_t<T>(Lim<S_t<T>>::log_inv_tiny - std::log((double)a.N));
+    const int64_t per = tiles_per_row(a.Q, TILE);
+    for (int64_t u = u0; u < u1; ++u) {
+        const int64_t p = u / per, q0 = (u % per) * TILE;
+        const int64_t width = a.Q - q0 < TILE ? a.Q - q0 : TILE;
+        const T* x = static_cast<const T*>(a.a.data) + p * a.a.s.p + q0;
+        T* y = static_cast<T*>(a.out) + p * a.so.p + q0;
+        const uint8_t* m = a.mask ? a.mask + p * a.sm.p + q0 * a.sm.q : nullptr;
+        forward_tile<T, LOG>(x, a.a.s.n, y, a.so.n, m, a.sm.n, a.sm.q, a.N, width, hi, scratch);
+    }
+    std::free(scratch);
+    return true;
+}
+
+template <class T, bool LOG>
+void backward_tile(const T* g, int64_t sg, const T* y, int64_t sy, T* dx, int64_t sd,
+                   const uint8_t* m, int64_t smn, int64_t smq, int64_t N, int64_t width) {
+    typedef S_t<T> S;
+    typedef V_t<T> V;
+    constexpr int L = Traits<T>::lanes;
+    const Tile<T> tl = tile_at<T>(width);
+    typename AccOf<S>::type acc[KV];
+    for (int64_t n = 0; n < N; ++n) {
+        if (n + PREFETCH_ROWS < N) {
+            prefetch_row(g + (n + PREFETCH_ROWS) * sg, width);
+            if (!LOG) prefetch_row(y + (n + PREFETCH_ROWS) * sy, width);
+        }
+        for (int j = 0; j < tl.nv; ++j) {
+            const int64_t k = tl.lanes(j);
+            V gv = ld(g + n * sg + j * L, k, S(0));
+            if (m) gv = mask_of<T>(m + n * smn + j * L * smq, smq, k) ? gv : V{};
+            if (LOG) {
+                acc[j].add(gv);
+            } else {
+                V yv = ld(y + n * sy + j * L, k, S(0));
+                if (m) yv = mask_of<T>(m + n * smn + j * L * smq, smq, k) ? yv : V{};
+                acc[j].add_prod(gv, yv);
+            }
+        }
+    }
+    V vs[KV];
+    for (int j = 0; j < tl.nv; ++j) vs[j] = acc[j].lanes();
+    for (int64_t n = 0; n < N; ++n) {
+        for (int j = 0; j < tl.nv; ++j) {
+            const int64_t k = tl.lanes(j);
+            V gv = ld(g + n * sg + j * L, k, S(0)), yv = ld(y + n * sy + j * L, k, S(0));
+            V r = LOG ? gv - exp(yv) * vs[j] : yv * (gv - vs[j]);
+            if (m) r = mask_of<T>(m + n * smn + j * L * smq, smq, k) ? r : V{};
+            st(dx + n * sd + j * L, r, k);
+        }
+    }
+}
+
+template <class T, bool LOG>
+bool backward_cols_t(const NormArgs& a, int64_t u0, int64_t u1) {
+    constexpr int64_t TILE = (int64_t)KV * Traits<T>::lanes;
+    const int64_t per = tiles_per_row(a.Q, TILE);
+    for (int64_t u = u0; u < u1; ++u) {
+        const int64_t p = u / per, q0 = (u % per) * TILE;
+        const int64_t width = a.Q - q0 < TILE ? a.Q - q0 : TILE;
+        const T* g = static_cast<const T*>(a.a.data) + p * a.a.s.p + q0;
+        const T* y = static_cast<const T*>(a.b.data) + p * a.b.s.p + q0;
+        T* dx = static_cast<T*>(a.out) + p * a.so.p + q0;
+        const uint8_t* m = a.mask ? a.mask + p * a.sm.p + q0 * a.sm.q : nullptr;
+        backward_tile<T, LOG>(g, a.a.s.n, y, a.b.s.n, dx, a.so.n, m, a.sm.n, a.sm.q, a.N, width);
+    }
+    return true;
+}
+
+// ================================================================ cross-entropy
+// Per sample, with a the weighted, smoothed target (index target t: a_c = eps/C * w_c,
+// plus (1 - eps) * w_t at c = t; probabilities q: a_c = (q_c (1 - eps) + eps/C) * w_c):
+//   loss = -sum_{a_c != 0} a_c * z_c, z = (x - m) - log(sum exp(x - m));
+//   dx   = (softmax(x) * sum(a) - a) * scale.
+// Ignored samples: loss 0 and dx exactly 0; an out-of-range class index: NaN (the
+// public function refuses those where it can read the target).
+struct Sample {
+    bool keep, bad;
+    int64_t t;
+    double wt;
+};
+
+inline Sample sample_of(const CEArgs& a, int64_t p, int64_t q) {
+    Sample s{true, false, 0, 1.0};
+    if (!a.index_target) return s;
+    s.t = a.t[p * a.tp + q * a.tq];
+    s.keep = !(a.has_ignore && s.t == a.ignore);
+    s.bad = s.keep && (s.t < 0 || s.t >= a.C);
+    return s;
+}
+
+template <class T>
+void ce_line(const CEArgs& a, const T* x, const T* prob, T* dx, const Sample& smp, double scale,
+             S_t<T>* loss, float* scratch) {
+    typedef S_t<T> S;
+    typedef V_t<T> V;
+    typedef typename StashOf<T>::type W;
+    constexpr int L = Traits<T>::lanes;
+    const int64_t C = a.C;
+    const S* w = static_cast<const S*>(a.weight);
+    const double eps = a.eps, epsc = a.eps / (double)C;
+    W* stash = dx ? (sizeof(T) == 2 ? reinterpret_cast<W*>(scratch) : reinterpret_cast<W*>(dx))
+                  : nullptr;
+    if (!smp.keep || smp.bad) {
+        const S fill = smp.bad ? nan_of<S>() : S(0);
+        *loss = fill;
+        if (dx)
+            for (int64_t i = 0; i < C; i += L) st(dx + i, splat(fill), C - i < L ? C - i : L);
+        return;
+    }
+    V vmax = splat(Lim<S>::lowest);
+    for (int64_t i = 0; i < C; i += L) vmax = max(vmax, ld(x + i, C - i < L ? C - i : L, -inf_of<S>()));
+    const S mx = hmax(vmax);
+    const V vm = splat(mx);
+    // s = sum exp(x - m); sw = sum_{a_c != 0} a_c (x_c - m) over the smoothing (index) or
+    // the whole target (probabilities); sa = sum a (probabilities)
+    typename AccOf<S>::type acc, accw, acca;
+    const bool smooth = a.index_target && eps > 0;
+    const V c1 = splat(S(1.0 - eps)), ec = splat(S(epsc));
+    for (int64_t i = 0; i < C; i += L) {
+        const int64_t k = C - i < L ? C - i : L;
+        V v = ld(x + i, k, -inf_of<S>());
+        V e = exp(v - vm);
+        acc.add(e);
+        if (stash) st(stash + i, e, k);
+        if (smooth || !a.index_target) {
+            V wv = w ? ld(w + i, k, S(0)) : splat(S(1));
+            if (!w && k < L)
+                for (int64_t l = k; l < L; ++l) wv[l] = S(0);
+            V av = wv;
+            if (!a.index_target) av = (ld(prob + i, k, S(0)) * c1 + ec) * wv;
+            V term = av != V{} ? av * (v - vm) : V{};
+            accw.add(term);
+            if (!a.index_target) acca.add(av);
+        }
+    }
+    const double s = acc.total(), lse = std::log(s);
+    double lossv;
+    double suma;
+    S c1t = 0;
+    if (a.index_target) {
+        c1t = S((1.0 - eps) * smp.wt);
+        const S zt = (one(x + smp.t) - mx) - S(lse);
+        lossv = c1t != 0 ? -(double)(c1t * zt) : 0.0;
+        if (smooth) lossv -= epsc * (accw.total() - lse * a.wtotal);
+        suma = (double)c1t + epsc * a.wtotal;
+    } else {
+        suma = acca.total();
+        lossv = -(accw.total() - lse * suma);
+    }
+    *loss = S(lossv);
+    if (!dx) return;
+    const V vs = splat(S(s)), vsa = splat(S(suma)), vsc = splat(S(scale));
+    for (int64_t i = 0; i < C; i += L) {
+        const int64_t k = C - i < L ? C - i : L;
+        V wv = w ? ld(w + i, k, S(0)) : splat(S(1));
+        V av = a.index_target ? ec * wv : (ld(prob + i, k, S(0)) * c1 + ec) * wv;
+        if (a.index_target && smp.t >= i && smp.t < i + k) av[smp.t - i] += c1t;
+        V r = (ld(stash + i, k, S(0)) / vs * vsa - av) * vsc;
+        st(dx + i, r, k);
+    }
+}
+
+template <class T>
+double ce_rows_t(const CEArgs& a, int64_t u0, int64_t u1, bool* ok) {
+    float* scratch = nullptr;
+    if (a.dx && sizeof(T) == 2) {
+        scratch = static_cast<float*>(std::malloc(sizeof(float) * (size_t)a.C));
+        if (!scratch) {
+            *ok = false;
+            return 0.0;
+        }
+    }
+    const S_t<T>* w = static_cast<const S_t<T>*>(a.weight);
+    double wsum = 0.0;
+    for (int64_t u = u0; u < u1; ++u) {
+        const int64_t p = u / a.Q, q = u % a.Q;
+        Sample smp = sample_of(a, p, q);
+        if (smp.keep && !smp.bad) {
+            smp.wt = (a.index_target && w) ? (double)w[smp.t] : 1.0;
+            wsum += smp.wt;
+        }
+        const T* x = static_cast<const T*>(a.x.data) + p * a.x.s.p + q * a.x.s.q;
+        const T* pr = a.index_target
+                          ? nullptr
+                          : static_cast<const T*>(a.prob.data) + p * a.prob.s.p + q * a.prob.s.q;
+        T* dx = a.dx ? static_cast<T*>(a.dx) + p * a.sdx.p + q * a.sdx.q : nullptr;
+        if (!a.loss) continue;  // the weights only (the "mean" denominator)
+        const double scale = a.scale ? a.scale[u] : a.scale1;
+        ce_line<T>(a, x, pr, dx, smp, scale, static_cast<S_t<T>*>(a.loss) + u, scratch);
+    }
+    std::free(scratch);
+    *ok = true;
+    return wsum;
+}
+
+// Columns: a tile of neighbouring samples (unit stride along q), the classes down N.
+template <class T>
+double ce_tile(const CEArgs& a, int64_t p, int64_t q0, int64_t width, float* scratch) {
+    typedef S_t<T> S;
+    typedef V_t<T> V;
+    typedef M_t<T> M;
+    typedef typename StashOf<T>::type W;
+    typedef typename Traits<T>::index I;  // int32 or int64 lanes
+    constexpr int L = Traits<T>::lanes;
+    const Tile<T> tl = tile_at<T>(width);
+    const int64_t C = a.C;
+    const S* w = static_cast<const S*>(a.weight);
+    const double eps = a.eps, epsc = a.eps / (double)C;
+    const bool smooth = a.index_target && eps > 0;
+    const T* x = static_cast<const T*>(a.x.data) + p * a.x.s.p + q0;
+    const int64_t sx = a.x.s.n;
+    const T* pr = a.index_target ? nullptr : static_cast<const T*>(a.prob.data) + p * a.prob.s.p + q0;
+    const int64_t spr = a.index_target ? 0 : a.prob.s.n;
+    T* dx = a.dx ? static_cast<T*>(a.dx) + p * a.sdx.p + q0 : nullptr;
+    const int64_t sdx = a.sdx.n;
+    W* stash = dx ? (sizeof(T) == 2 ? reinterpret_cast<W*>(scratch) : reinterpret_cast<W*>(dx))
+                  : nullptr;
+    const int64_t sst = sizeof(T) == 2 ? (int64_t)KV * L : sdx;
+    S* loss = static_cast<S*>(a.loss) + p * a.Q + q0;
+
+    // per lane: the sample, its target, whether it counts
+    Sample smp[KV * L];
+    M tv[KV], okv[KV], badv[KV];
+    V c1v[KV], scalev[KV];
+    double wsum = 0.0;
+    for (int j = 0; j < tl.nv; ++j) {
+        for (int l = 0; l < L; ++l) {
+            const int64_t lane = (int64_t)j * L + l;
+            Sample s{false, false, -1, 0.0};
+            if (lane < width) {
+                s = sample_of(a, p, q0 + lane);
+                if (s.keep && !s.bad) {
+                    s.wt = (a.index_target && w) ? (double)w[s.t] : 1.0;
+                    wsum += s.wt;
+                }
+            }
+            smp[lane] = s;
+            okv[j][l] = (lane < width && s.keep && !s.bad) ? -1 : 0;
+            badv[j][l] = (lane < width && s.bad) ? -1 : 0;
+            tv[j][l] = (I)((s.keep && !s.bad) ? s.t : -1);
+            c1v[j][l] = S((1.0 - eps) * s.wt);
+            scalev[j][l] = (lane < width) ? S(a.scale ? a.scale[p * a.Q + q0 + lane] : a.scale1)
+                                          : S(0);
+        }
+    }
+    if (!a.loss) return wsum;  // the weights only (the "mean" denominator)
+    V vmax[KV];
+    for (int j = 0; j < KV; ++j) vmax[j] = splat(Lim<S>::lowest);
+    for (int64_t c = 0; c < C; ++c) {
+        if (c + PREFETCH_ROWS < C) prefetch_row(x + (c + PREFETCH_ROWS) * sx, width);
+        for (int j = 0; j < tl.nv; ++j)
+            vmax[j] = max(vmax[j], ld(x + c * sx + j * L, tl.lanes(j), -inf_of<S>()));
+    }
+    typename AccOf<S>::type acc[KV], accw[KV], acca[KV];
+    const V c1 = splat(S(1.0 - eps)), ec = splat(S(epsc));
+    for (int64_t c = 0; c < C; ++c) {
+        const V wc = splat(w ? w[c] : S(1));
+        for (int j = 0; j < tl.nv; ++j) {
+            const int64_t k = tl.lanes(j);
+            V v = ld(x + c * sx + j * L, k, -inf_of<S>());
+            V e = exp(v - vmax[j]);
+            acc[j].add(e);
+            if (stash) st(stash + c * sst + j * L, e, k);
+            if (smooth || !a.index_target) {
+                V av = a.index_target ? wc : (ld(pr + c * spr + j * L, k, S(0)) * c1 + ec) * wc;
+                accw[j].add(av != V{} ? av * (v - vmax[j]) : V{});
+                if (!a.index_target) acca[j].add(av);
+            }
+        }
+    }
+    V vs[KV], vsa[KV];
+    for (int j = 0; j < tl.nv; ++j) {
+        vs[j] = acc[j].lanes();
+        for (int l = 0; l < L; ++l) {
+            const int64_t lane = (int64_t)j * L + l;
+            if (lane >= width) {
+                vsa[j][l] = S(0);
+                continue;
+            }
+            const Sample& s = smp[lane];
+            const double sum = acc[j].lane(l), lse = std::log(sum);
+            double lossv, suma;
+            if (a.index_target) {
+                if (!s.keep || s.bad) {
+                    loss[lane] = s.bad ? nan_of<S>() : S(0);
+                    vsa[j][l] = S(0);
+                    continue;
+                }
+                const S mx = vmax[j][l];
+                const S zt = (one(x + s.t * sx + lane) - mx) - S(lse);
+                const S c1t = c1v[j][l];
+                lossv = c1t != 0 ? -(double)(c1t * zt) : 0.0;
+                if (smooth) lossv -= epsc * (accw[j].lane(l) - lse * a.wtotal);
+                suma = (double)c1t + epsc * a.wtotal;
+            } else {
+                suma = acca[j].lane(l);
+                lossv = -(accw[j].lane(l) - lse * suma);
+            }
+            loss[lane] = S(lossv);
+            vsa[j][l] = S(suma);
+        }
+    }
+    if (!dx) return wsum;
+    const V vnan = splat(nan_of<S>());
+    for (int64_t c = 0; c < C; ++c) {
+        const V wc = splat(w ? w[c] : S(1));
+        for (int j = 0; j < tl.nv; ++j) {
+            const int64_t k = tl.lanes(j);
+            V av;
+            if (a.index_target) {
+                av = ec * wc;
+                av = (tv[j] == (I)c) ? av + c1v[j] : av;
+            } else {
+                av = (ld(pr + c * spr + j * L, k, S(0)) * c1 + ec) * wc;
+            }
+            V r = (ld(stash + c * sst + j * L, k, S(0)) / vs[j] * vsa[j] - av) * scalev[j];
+            r = okv[j] ? r : (badv[j] ? vnan : V{});
+            st(dx + c * sdx + j * L, r, k);
+        }
+    }
+    return wsum;
+}
+
+template <class T>
+double ce_cols_t(const CEArgs& a, int64_t u0, int64_t u1, bool* ok) {
+    constexpr int64_t TILE = (int64_t)KV * Traits<T>::lanes;
+    float* scratch = nullptr;
+    if (a.dx && sizeof(T) == 2) {
+        scratch = static_cast<float*>(std::malloc(sizeof(float) * (size_t)(a.C * TILE)));
+        if (!scratch) {
+            *ok = false;
+            return 0.0;
+        }
+    }
+    const int64_t per = tiles_per_row(a.Q, TILE);
+    double wsum = 0.0;
+    for (int64_t u = u0; u < u1; ++u) {
+        const int64_t p = u / per, q0 = (u % per) * TILE;
+        const int64_t width = a.Q - q0 < TILE ? a.Q - q0 : TILE;
+        wsum += ce_tile<T>(a, p, q0, width, scratch);
+    }
+    std::free(scratch);
+    *ok = true;
+    return wsum;
+}
+
+// ================================================================ dispatch on dtype
+#define SD_NORM_ENTRY(name, impl)                                                         \
+    bool name(const NormArgs& a, int64_t u0, int64_t u1) {                                \
+        switch (a.dtype) {                                                                \
+            case sd::F16: return a.log ? impl<half_t, true>(a, u0, u1) : impl<half_t, false>(a, u0, u1); \
+            case sd::F32: return a.log ? impl<float, true>(a, u0, u1) : impl<float, false>(a, u0, u1);   \
+            default: return a.log ? impl<double, true>(a, u0, u1) : impl<double, false>(a, u0, u1);      \
+        }                                                                                 \
+    }
+
+SD_NORM_ENTRY(forward_rows, forward_rows_t)
+SD_NORM_ENTRY(forward_cols, forward_cols_t)
+SD_NORM_ENTRY(backward_rows, backward_rows_t)
+SD_NORM_ENTRY(backward_cols, backward_cols_t)
+
+double ce_rows(const CEArgs& a, int64_t u0, int64_t u1, bool* ok) {
+    switch (a.dtype) {
+        case sd::F16: return ce_rows_t<half_t>(a, u0, u1, ok);
+        case sd::F32: return ce_rows_t<float>(a, u0, u1, ok);
+        default: return ce_rows_t<double>(a, u0, u1, ok);
+    }
+}
+
+double ce_cols(const CEArgs& a, int64_t u0, int64_t u1, bool* ok) {
+    switch (a.dtype) {
+        case sd::F16: return ce_cols_t<half_t>(a, u0, u1, ok);
+        case sd::F32: return ce_cols_t<float>(a, u0, u1, ok);
+        default: return ce_cols_t<double>(a, u0, u1, ok);
+    }
+}
+
+template <class S, class V>
+void exp_loop(const S* x, S* y, int64_t n) {
+    constexpr int L = sizeof(V) / sizeof(S);
+    for (int64_t i = 0; i < n; i += L) {
+        const int64_t k = n - i < L ? n - i : L;
+        V v;
+        if (k == L) {
+            v = load(x + i);
+            store(y + i, exp(v));
+        } else {
+            S buf[L] = {};
+            std::memcpy(buf, x + i, (size_t)k * sizeof(S));
+            v = exp(load(buf));
+            store(buf, v);
+            std::memcpy(y + i, buf, (size_t)k * sizeof(S));
+        }
+    }
+}
+
+void exp_f32(const float* x, float* y, int64_t n) { exp_loop<float, vf>(x, y, n); }
+void exp_f64(const double* x, double* y, int64_t n) { exp_loop<double, vd>(x, y, n); }
+
+void half_to_float(const uint16_t* h, float* f, int64_t n) {
+    for (int64_t i = 0; i < n; i += NF) {
+        const int64_t k = n - i < NF ? n - i : NF;
+        st(f + i, ld(reinterpret_cast<const half_t*>(h) + i, k, 0.0f), k);
+    }
+}
+
+void float_to_half(const float* f, uint16_t* h, int64_t n) {
+    for (int64_t i = 0; i < n; i += NF) {
+        const int64_t k = n - i < NF ? n - i : NF;
+        st(reinterpret_cast<half_t*>(h) + i, ld(f + i, k, 0.0f), k);
+    }
+}
+
+}  // namespace
+
+extern const sd::Table table;
+const sd::Table table = {
+    SD_ISA_NAME, VB,      KV,      forward_rows,  forward_cols,  backward_rows, backward_cols,
+    ce_rows,     ce_cols, exp_f32, exp_f64,       half_to_float, float_to_half,
+};
+
+}  // namespace SD_ISA

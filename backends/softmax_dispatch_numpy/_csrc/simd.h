@@ -1,0 +1,267 @@
+// softmax-dispatch: the vector helpers every compiled NumPy kernel is written with.
+//
+// One source, compiled once per instruction set: kernels.cpp includes this header with
+// SD_ISA (the namespace, e.g. isa_avx2) and SD_VBYTES (the vector width in bytes: 64 for
+// AVX-512, 32 for AVX2, 16 for SSE2 and NEON) defined by the build, and with the
+// compiler flags of that instruction set (-mavx2 -mfma -mf16c, ...). The arithmetic is
+// written with GCC/Clang vector extensions, so the same lines become AVX-512, AVX2, SSE2
+// or NEON instructions; only the float16 conversions use intrinsics (F16C, AVX-512F,
+// NEON), with an exact integer fallback where the CPU has none.
+//
+// Everything here is in the per-ISA namespace: the same inline function compiled with
+// different flags must never be merged by the linker (the AVX-512 copy would run on a CPU
+// without AVX-512).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+#include <arm_neon.h>
+#endif
+
+#if !defined(SD_ISA) || !defined(SD_VBYTES)
+#error "SD_ISA and SD_VBYTES must be defined by the build (see CMakeLists.txt)"
+#endif
+
+namespace SD_ISA {
+
+constexpr int VB = SD_VBYTES;
+constexpr int NF = VB / 4;  // float lanes
+constexpr int ND = VB / 8;  // double lanes
+
+typedef float vf __attribute__((vector_size(VB)));
+typedef double vd __attribute__((vector_size(VB)));
+typedef int32_t vi __attribute__((vector_size(VB)));
+typedef uint32_t vu __attribute__((vector_size(VB)));
+typedef int64_t vl __attribute__((vector_size(VB)));
+typedef uint64_t vq __attribute__((vector_size(VB)));
+typedef float vf_half __attribute__((vector_size(VB / 2)));  // half a vf: widens to a vd
+typedef uint16_t vh __attribute__((vector_size(VB / 2)));    // NF float16 values
+
+template <class To, class From>
+inline To bits(From v) {
+    static_assert(sizeof(To) == sizeof(From), "bit cast between equal sizes only");
+    To t;
+    std::memcpy(&t, &v, sizeof t);
+    return t;
+}
+
+// ------------------------------------------------------------------ per-type traits
+// V<T>: the vector of compute values for storage type T (float16 is computed in float).
+struct half_t {
+    uint16_t bits;
+};
+
+template <class T> struct Traits;
+template <> struct Traits<float> {
+    typedef float scalar;
+    typedef vf vec;
+    typedef vi mask;  // lane masks (all ones or zero), and integer lanes of the same width
+    typedef int32_t index;
+    static constexpr int lanes = NF;
+};
+template <> struct Traits<half_t> : Traits<float> {};
+template <> struct Traits<double> {
+    typedef double scalar;
+    typedef vd vec;
+    typedef vl mask;
+    typedef int64_t index;
+    static constexpr int lanes = ND;
+};
+
+inline vf splat(float s) { return vf{} + s; }
+inline vd splat(double s) { return vd{} + s; }
+
+// ------------------------------------------------------------------ float16 <-> float32
+// Exact conversions of NF values; float32 -> float16 rounds to nearest, ties to even,
+// with subnormals, infinities and NaN (a NaN stays a NaN), as the hardware does.
+inline vf half_to_float_soft(vh h) {
+    vu u = __builtin_convertvector(h, vu);
+    vu sign = (u & 0x8000u) << 16;
+    vu em = u & 0x7fffu;
+    // normals and subnormals: the bits shifted into place, scaled by 2**112 (exact)
+    vf f = bits<vf>(em << 13) * splat(0x1p112f);
+    vu fb = bits<vu>(f);
+    fb = (em >= 0x7c00u) ? ((em << 13) | 0x7f800000u) : fb;  // inf, NaN
+    return bits<vf>(fb | sign);
+}
+
+inline vh float_to_half_soft(vf f) {
+    vu u = bits<vu>(f);
+    vu sign = (u >> 16) & 0x8000u;
+    vu a = u & 0x7fffffffu;
+    // normal results: rebias the exponent, round half to even on the 13 dropped bits
+    vu normal = (a + 0xc8000fffu + ((a >> 13) & 1u)) >> 13;  // 0xc8000fff: (15-127)<<23 + 0xfff
+    // subnormal results: adding 0.5 makes the FPU round at float16's subnormal step
+    vu sub = bits<vu>(bits<vf>(a) + splat(0.5f)) - 0x3f000000u;
+    vu r = (a < 0x38800000u) ? sub : normal;  // below 2**-14: subnormal
+    r = (a >= 0x47800000u) ? vu{} + 0x7c00u : r;  // at or above 65536 after rounding: inf
+    r = (a > 0x7f800000u) ? vu{} + 0x7e00u : r;   // NaN
+    return __builtin_convertvector(r | sign, vh);
+}
+
+inline vf load_half(const half_t* p) {
+    vh h;
+    std::memcpy(&h, p, sizeof h);
+#if defined(__AVX512F__) && SD_VBYTES == 64
+    return bits<vf>(_mm512_maskz_cvtph_ps((__mmask16)-1, bits<__m256i>(h)));  // (maskz: no GCC 12 warning)
+#elif defined(__F16C__) && SD_VBYTES == 32
+    return bits<vf>(_mm256_cvtph_ps(bits<__m128i>(h)));
+#elif (defined(__aarch64__) || defined(_M_ARM64)) && SD_VBYTES == 16
+    return bits<vf>(vcvt_f32_f16(vreinterpret_f16_u16(bits<uint16x4_t>(h))));
+#else
+    return half_to_float_soft(h);
+#endif
+}
+
+inline void store_half(half_t* p, vf v) {
+    vh h;
+#if defined(__AVX512F__) && SD_VBYTES == 64
+    h = bits<vh>(_mm512_maskz_cvtps_ph((__mmask16)-1, bits<__m512>(v), _MM_FROUND_TO_NEAREST_INT));
+#elif defined(__F16C__) && SD_VBYTES == 32
+    h = bits<vh>(_mm256_cvtps_ph(bits<__m256>(v), _MM_FROUND_TO_NEAREST_INT));
+#elif (defined(__aarch64__) || defined(_M_ARM64)) && SD_VBYTES == 16
+    h = bits<vh>(vreinterpret_u16_f16(vcvt_f16_f32(bits<float32x4_t>(v))));
+#else
+    h = float_to_half_soft(v);
+#endif
+    std::memcpy(p, &h, sizeof h);
+}
+
+// ------------------------------------------------------------------ loads and stores
+// Full vectors at any alignment, partial vectors (the first k lanes) padded with `fill`.
+inline vf load(const float* p) {
+    vf v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+inline vd load(const double* p) {
+    vd v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+inline vf load(const half_t* p) { return load_half(p); }
+
+inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+inline void store(double* p, vd v) { std::memcpy(p, &v, sizeof v); }
+inline void store(half_t* p, vf v) { store_half(p, v); }
+
+template <class T>
+inline typename Traits<T>::vec load_part(const T* p, int64_t k, typename Traits<T>::scalar fill) {
+    T buf[Traits<T>::lanes];
+    std::memcpy(buf, p, (size_t)k * sizeof(T));
+    typename Traits<T>::vec v = load(buf);
+    for (int64_t i = k; i < Traits<T>::lanes; ++i) v[i] = fill;
+    return v;
+}
+
+template <class T>
+inline void store_part(T* p, typename Traits<T>::vec v, int64_t k) {
+    T buf[Traits<T>::lanes];
+    store(buf, v);
+    std::memcpy(p, buf, (size_t)k * sizeof(T));
+}
+
+// ------------------------------------------------------------------ reductions
+inline float hmax(vf v) {
+    float m = v[0];
+    for (int i = 1; i < NF; ++i) m = v[i] > m ? v[i] : m;
+    return m;
+}
+inline double hmax(vd v) {
+    double m = v[0];
+    for (int i = 1; i < ND; ++i) m = v[i] > m ? v[i] : m;
+    return m;
+}
+// Lane sums in a fixed order (pairwise over the lanes): a row's sum never depends on
+// where the row lies in memory or how many rows there are.
+inline double hsum(vd v) {
+    double t[ND];
+    std::memcpy(t, &v, sizeof t);
+    for (int w = ND / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; ++i) t[i] += t[i + w];
+    return t[0];
+}
+
+// float lanes widened to two double vectors (lanes 0..ND-1 and ND..NF-1).
+inline void widen(vf v, vd& lo, vd& hi) {
+    vf_half a, b;
+    std::memcpy(&a, &v, sizeof a);
+    std::memcpy(&b, reinterpret_cast<const char*>(&v) + sizeof a, sizeof b);
+    lo = __builtin_convertvector(a, vd);
+    hi = __builtin_convertvector(b, vd);
+}
+
+inline vf max(vf a, vf b) { return b > a ? b : a; }  // NaN in b: a (the sum carries NaN)
+inline vd max(vd a, vd b) { return b > a ? b : a; }
+
+// ------------------------------------------------------------------ exp
+// exp(x) for every float32 x: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, Cephes'
+// degree-7 polynomial for exp(r), then 2**n applied as two exact powers of two (so
+// results in the subnormal range round once). Inputs are clamped to [-104, 89]: below,
+// the result rounds to 0; above, it overflows to inf; NaN stays NaN.
+// Error: at most 1 ulp over every float32 input, checked exhaustively against a float64
+// reference (tests/test_native.py; the measured maximum is in docs/numerics.md).
+inline vf exp(vf x) {
+    const vf magic = splat(0x1.8p23f);  // 1.5 * 2**23: adding it rounds to an integer
+    x = x < splat(-104.0f) ? splat(-104.0f) : x;
+    x = x > splat(89.0f) ? splat(89.0f) : x;
+    vf t = x * splat(1.44269504088896341f) + magic;
+    vf n = t - magic;
+    vf r = x - n * splat(0.693359375f);
+    r = r - n * splat(-2.12194440e-4f);
+    vf p = splat(1.9875691500e-4f);
+    p = p * r + splat(1.3981999507e-3f);
+    p = p * r + splat(8.3334519073e-3f);
+    p = p * r + splat(4.1665795894e-2f);
+    p = p * r + splat(1.6666665459e-1f);
+    p = p * r + splat(5.0000001201e-1f);
+    p = p * (r * r) + r + splat(1.0f);
+    // n = bits(t) - bits(magic), in [-150, 128]; split into two halves in [-75, 64]
+    vu nb = bits<vu>(t) - 0x4b400000u + 256u;  // n + 256 >= 0
+    vu n1 = (nb >> 1) - 128u;                  // floor(n / 2)
+    vu n2 = nb - 256u - n1;
+    vf s1 = bits<vf>((n1 + 127u) << 23);
+    vf s2 = bits<vf>((n2 + 127u) << 23);
+    return (p * s1) * s2;
+}
+
+// exp(x) for every float64 x: the same reduction, Taylor's degree-13 polynomial (its
+// remainder on |r| <= ln2/2 is below 2**-57), two exact powers of two. Clamped to
+// [-750, 710]. Error: within 1 ulp on the float64 samples the tests check against long
+// double.
+inline vd exp(vd x) {
+    const vd magic = splat(0x1.8p52);
+    x = x < splat(-750.0) ? splat(-750.0) : x;
+    x = x > splat(710.0) ? splat(710.0) : x;
+    vd t = x * splat(1.4426950408889634074) + magic;
+    vd n = t - magic;
+    vd r = x - n * splat(6.93147180369123816490e-01);
+    r = r - n * splat(1.90821492927058770002e-10);
+    vd p = splat(1.0 / 6227020800.0);  // 1/13!
+    p = p * r + splat(1.0 / 479001600.0);
+    p = p * r + splat(1.0 / 39916800.0);
+    p = p * r + splat(1.0 / 3628800.0);
+    p = p * r + splat(1.0 / 362880.0);
+    p = p * r + splat(1.0 / 40320.0);
+    p = p * r + splat(1.0 / 5040.0);
+    p = p * r + splat(1.0 / 720.0);
+    p = p * r + splat(1.0 / 120.0);
+    p = p * r + splat(1.0 / 24.0);
+    p = p * r + splat(1.0 / 6.0);
+    p = p * r + splat(0.5);
+    p = p * (r * r) + r + splat(1.0);
+    // n in [-1082, 1025]; halves in [-541, 513]
+    vq nb = bits<vq>(t) - 0x4338000000000000ull + 2048u;
+    vq n1 = (nb >> 1) - 1024u;
+    vq n2 = nb - 2048u - n1;
+    vd s1 = bits<vd>((n1 + 1023u) << 52);
+    vd s2 = bits<vd>((n2 + 1023u) << 52);
+    return (p * s1) * s2;
+}
+
+}  // namespace SD_ISA
