@@ -9,6 +9,13 @@ Autograd: each public call on tensors that require grad records one node (a
 softmax and log_softmax (plus the mask for a masked log_softmax), ``log_softmax(logits)``
 and the target for cross-entropy — and whose backward is our VJP, written with
 differentiable PyTorch ops, so double backward is right too.
+
+float16 and bfloat16 are computed in float32 and rounded once to the input dtype, as
+PyTorch's own kernels do: the forward and both VJPs on PyTorch's kernels (which compute
+16-bit inputs in float32 and round the result once), cross-entropy and its explicit
+backward entirely in float32 from the widened logits. Under autograd, cross-entropy keeps
+what PyTorch's own keeps, the 16-bit ``log_softmax(logits)``, and does the rest of its
+arithmetic in float32.
 """
 
 from __future__ import annotations
@@ -28,6 +35,17 @@ __all__ = [
 
 Tensor = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the arithmetic runs in: float32 for float16/bfloat16 (rounding a 16-bit
+    intermediate, e.g. the scaled gradient, would round the result twice)."""
+    return torch.float32 if dtype in _HALF else dtype
+
+
+def _wide(t: Tensor) -> Tensor:
+    """``t`` in its compute dtype (itself, not a copy, where that is its own)."""
+    return t.to(_compute_dtype(t.dtype))
 
 
 # ----------------------------------------------------------------------------- layout
@@ -228,7 +246,7 @@ def _index_terms(logits: Tensor, target: Tensor, axis: int, opts: dict[str, Any]
     counted = keep & ~bad
     if ignore is not None:  # ignored samples: exactly 0, whatever their logits hold
         logits = torch.where(counted.unsqueeze(axis), logits, torch.zeros_like(logits))
-    logp = _normalize(logits, axis, None, log=True)
+    logp = _wide(_normalize(logits, axis, None, log=True))
     safe = torch.where(counted, t, torch.zeros_like(t))
     picked = _Pick.apply(logp, axis, safe.unsqueeze(axis)).squeeze(axis)
     w_t = torch.ones_like(picked) if w is None else w.to(logp.dtype)[safe]
@@ -252,7 +270,7 @@ def _index_terms(logits: Tensor, target: Tensor, axis: int, opts: dict[str, Any]
 def _probability_terms(logits: Tensor, target: Tensor, axis: int, opts: dict[str, Any]):
     n = logits.shape[axis]
     eps, w = opts["label_smoothing"], opts["weight"]
-    logp = _normalize(logits, axis, None, log=True)
+    logp = _wide(_normalize(logits, axis, None, log=True))
     a = target.to(logp.dtype) * (1.0 - eps) + eps / n
     if w is not None:
         shape = [1] * logp.ndim
@@ -281,29 +299,43 @@ def _reduce(per: Tensor, denom: Tensor, reduction: str) -> Tensor:
 
 def cross_entropy(xp: Any, logits, target, axis, **opts) -> Tensor:
     """Cross-entropy on ``torch.log_softmax`` and a gather; under autograd, the graph
-    keeps ``log_softmax(logits)`` (once) and the target."""
+    keeps ``log_softmax(logits)`` (once, in the logits' dtype) and the target.
+
+    16-bit logits: without autograd, all in float32 from the widened logits; under
+    autograd, from the 16-bit ``log_softmax`` the graph keeps (what PyTorch's own keeps),
+    widened. The loss is rounded once, at the end."""
+    dtype = logits.dtype
+    if not _needs_graph(logits):
+        logits = _wide(logits)
     if opts["index_target"]:
         per, denom = _index_terms(logits, target, axis, opts)[1::4]
     else:
         _, per, _, denom = _probability_terms(logits, target, axis, opts)
-    return _reduce(per, denom, opts["reduction"])
+    return _reduce(per, denom, opts["reduction"]).to(dtype)
 
 
 def cross_entropy_backward(xp: Any, logits, target, grad, axis, **opts) -> Tensor:
     """``grad * dL/dlogits = grad * (softmax(logits) * sum(a) - a)``, from one
-    ``log_softmax`` and a scatter (index targets) without a one-hot array."""
+    ``log_softmax`` and a scatter (index targets) without a one-hot array.
+
+    16-bit logits: the probabilities, the per-sample scale ``grad * sum(a)`` and the
+    mean's division all in float32, rounded once to the logits' dtype at the end (a
+    16-bit ``grad / denom`` or ``exp(log_softmax)`` would round it two or three times)."""
     red = opts["reduction"]
-    g = grad if isinstance(grad, Tensor) else torch.as_tensor(grad, dtype=logits.dtype)
-    g = g.to(device=logits.device, dtype=logits.dtype)
+    dtype = logits.dtype
+    g = grad if isinstance(grad, Tensor) else torch.as_tensor(grad, dtype=_compute_dtype(dtype))
     if _needs_graph(logits, g):  # differentiable in turn: through autograd itself
+        g = g.to(device=logits.device, dtype=dtype)
         with torch.enable_grad():
             leaf = logits if logits.requires_grad else logits.detach().requires_grad_(True)
             loss = cross_entropy(xp, leaf, target, axis, **opts)
             (dx,) = torch.autograd.grad(loss, leaf, g.expand_as(loss), create_graph=True)
         return dx
+    logits = _wide(logits.detach())
+    g = g.to(device=logits.device, dtype=logits.dtype)
     if opts["index_target"]:
         n, eps, w = logits.shape[axis], opts["label_smoothing"], opts["weight"]
-        logp, _, keep, bad, w_t, denom = _index_terms(logits.detach(), target, axis, opts)
+        logp, _, keep, bad, w_t, denom = _index_terms(logits, target, axis, opts)
         counted = keep & ~bad
         scale = g if red == "none" else g.expand(keep.shape)
         if red == "mean":
@@ -329,8 +361,8 @@ def cross_entropy_backward(xp: Any, logits, target, grad, axis, **opts) -> Tenso
             dx.sub_(eps / n * wb * scale.unsqueeze(axis))
         if opts["ignore_index"] is not None:  # exactly 0, even where logits are NaN
             dx.masked_fill_(~keep.unsqueeze(axis), 0.0)
-        return dx
-    logp, _, a, denom = _probability_terms(logits.detach(), target, axis, opts)
+        return dx.to(dtype)
+    logp, _, a, denom = _probability_terms(logits, target, axis, opts)
     dx = torch.exp(logp) * a.sum(axis, keepdim=True) - a
     dx = dx * (g.unsqueeze(axis) if red == "none" and g.ndim else g)
-    return dx / denom if red == "mean" else dx
+    return (dx / denom if red == "mean" else dx).to(dtype)
