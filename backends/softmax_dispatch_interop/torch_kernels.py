@@ -267,18 +267,42 @@ def _index_terms(logits: Tensor, target: Tensor, axis: int, opts: dict[str, Any]
     return logp, per, keep, bad, w_t, denom
 
 
+def _class_weights(w: Tensor | None, like: Tensor, axis: int) -> Tensor | None:
+    """``weight`` shaped to broadcast along ``axis`` of ``like``, in its dtype."""
+    if w is None:
+        return None
+    shape = [1] * like.ndim
+    shape[axis] = like.shape[axis]
+    return w.to(like.dtype).reshape(shape)
+
+
+def _samples(logp: Tensor, axis: int) -> Tensor:
+    """The "mean" divisor for probability targets: the number of samples."""
+    n = max(1, logp.numel() // logp.shape[axis])
+    return torch.tensor(float(n), dtype=logp.dtype, device=logp.device)
+
+
 def _probability_terms(logits: Tensor, target: Tensor, axis: int, opts: dict[str, Any]):
+    """``(per, denom)`` for probability targets: ``per = -sum(a * logp)`` with
+    ``a = weight * (target (1 - eps) + eps / n)``, summed as ``(1 - eps) weight * target *
+    logp`` and ``eps / n weight * logp``: under autograd the graph then keeps the target
+    as it is (16 bits for 16-bit targets), not an ``a`` of the logits' size in float32.
+    Classes with zero coefficient contribute exactly 0, even where ``logp`` is -inf."""
     n = logits.shape[axis]
-    eps, w = opts["label_smoothing"], opts["weight"]
+    eps = opts["label_smoothing"]
     logp = _wide(_normalize(logits, axis, None, log=True))
-    a = target.to(logp.dtype) * (1.0 - eps) + eps / n
-    if w is not None:
-        shape = [1] * logp.ndim
-        shape[axis] = n
-        a = a * w.to(logp.dtype).reshape(shape)
-    per = -(a * torch.where(a != 0, logp, torch.zeros_like(logp))).sum(axis)
-    denom = torch.tensor(float(max(1, per.numel())), dtype=logp.dtype, device=logp.device)
-    return logp, per, a, denom
+    wb = _class_weights(opts["weight"], logp, axis)
+    # a 16-bit target multiplies a float32 logp in float32 as it is, exactly
+    t = target if _compute_dtype(target.dtype) == logp.dtype else target.to(logp.dtype)
+    per = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    if eps < 1:
+        counts = t != 0 if wb is None else (t != 0) & (wb != 0)
+        term = t * torch.where(counts, logp, torch.zeros_like(logp))
+        per = per - (1.0 - eps) * (term if wb is None else term * wb).sum(axis)
+    if eps:
+        smooth = logp if wb is None else wb * torch.where(wb != 0, logp, torch.zeros_like(logp))
+        per = per - eps / n * smooth.sum(axis)
+    return per, _samples(logp, axis)
 
 
 def _normalize(x: Tensor, dim: int, mask: Tensor | None, log: bool) -> Tensor:
@@ -310,7 +334,7 @@ def cross_entropy(xp: Any, logits, target, axis, **opts) -> Tensor:
     if opts["index_target"]:
         per, denom = _index_terms(logits, target, axis, opts)[1::4]
     else:
-        _, per, _, denom = _probability_terms(logits, target, axis, opts)
+        per, denom = _probability_terms(logits, target, axis, opts)
     return _reduce(per, denom, opts["reduction"]).to(dtype)
 
 
@@ -362,7 +386,11 @@ def cross_entropy_backward(xp: Any, logits, target, grad, axis, **opts) -> Tenso
         if opts["ignore_index"] is not None:  # exactly 0, even where logits are NaN
             dx.masked_fill_(~keep.unsqueeze(axis), 0.0)
         return dx.to(dtype)
-    logp, _, a, denom = _probability_terms(logits, target, axis, opts)
-    dx = torch.exp(logp) * a.sum(axis, keepdim=True) - a
+    eps, wb = opts["label_smoothing"], _class_weights(opts["weight"], logits, axis)
+    p = _forward_values(logits, axis, None, log=False)
+    a = target.to(p.dtype) * (1.0 - eps) + eps / logits.shape[axis]
+    a = a if wb is None else a * wb
+    dx = p * a.sum(axis, keepdim=True) - a
+    denom = _samples(p, axis)
     dx = dx * (g.unsqueeze(axis) if red == "none" and g.ndim else g)
     return (dx / denom if red == "mean" else dx).to(dtype)
