@@ -24,7 +24,7 @@ released. A unit's result never depends on the block or thread that computed it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -97,26 +97,53 @@ def _like(a: np.ndarray, dtype: Any = None) -> np.ndarray:
     return np.empty_like(a, dtype=dtype)  # a fresh array in a's layout (order="K")
 
 
-def _orientation(views: list[tuple[int, int, int]], q: int) -> str | None:
-    """ "rows" where every view has unit stride along N, "cols" along Q, else None."""
-    if all(v[1] == 1 for v in views):
-        return "rows"
-    if all(v[2] == 1 for v in views) and q > 1:
-        return "cols"
+Strides = tuple[int, int, int]
+
+
+def _swapped(s: Strides) -> Strides:
+    return s[2], s[1], s[0]
+
+
+class Plan(NamedTuple):
+    kind: str  # "rows" or "cols"
+    shape: Strides  # (P, N, Q)
+    strides: list[Strides]  # of each array, in elements
+    swapped: bool  # P and Q traded places (the unit stride was along P)
+
+
+def _plan(arrays: list[np.ndarray], lo: int, hi: int) -> Plan | None:
+    """A kernel that takes every array as it is: "rows" (unit stride along N), "cols"
+    (unit stride along Q; where the unit stride is along P, as in a transposed matrix, P
+    and Q trade places), or None."""
+    geos = [geometry(a, lo, hi) for a in arrays]
+    if any(g is None for g in geos):
+        return None
+    shape = geos[0][0]  # type: ignore[index]
+    strides = [g[1] for g in geos]  # type: ignore[index]
+    if all(st[1] == 1 for st in strides):
+        return Plan("rows", shape, strides, False)
+    if shape[2] > 1 and all(st[2] == 1 for st in strides):
+        return Plan("cols", shape, strides, False)
+    if shape[0] > 1 and all(st[0] == 1 for st in strides):
+        return Plan("cols", _swapped(shape), [_swapped(st) for st in strides], True)
     return None
 
 
-def _mask_view(mask: np.ndarray, like: np.ndarray, lo: int, hi: int, kind: str):
-    """The mask (broadcast to ``like``'s shape) as a view the kernel takes: stride 0 or
-    1 along the vector axis; otherwise a boolean copy in ``like``'s layout."""
+def _mask_view(mask: np.ndarray, like: np.ndarray, lo: int, hi: int, plan: Plan):
+    """The mask (broadcast to ``like``'s shape) and its strides in the plan's (P, N, Q):
+    stride 0 or 1 along the vector axis, or else a boolean copy in ``like``'s layout."""
     m = np.broadcast_to(mask, like.shape)
-    g = geometry(m, lo, hi)
-    step = None if g is None else g[1][1 if kind == "rows" else 2]
-    if step not in (0, 1):
-        m = _like(like, bool)
-        np.copyto(m, mask)
+    for attempt in (m, None):
+        if attempt is None:
+            m = _like(like, bool)
+            np.copyto(m, mask)
         g = geometry(m, lo, hi)
-    return m, g[1]  # type: ignore[index]
+        if g is None:
+            continue
+        st = _swapped(g[1]) if plan.swapped else g[1]
+        if st[1 if plan.kind == "rows" else 2] in (0, 1):
+            return m, st
+    raise AssertionError("a mask in the input's layout fits its plan")  # pragma: no cover
 
 
 def _units(kind: str, shape: tuple[int, int, int], dtype: np.dtype) -> int:
@@ -157,32 +184,24 @@ def _forward(x: np.ndarray, axes, where, out, log: bool) -> np.ndarray:
         np.copyto(out, _forward(x, axes, where, None, log))
         return out
     lo, hi = span
-    gx = geometry(x, lo, hi)
     y = _like(x) if out is None else out
-    gy = geometry(y, lo, hi)
-    kind = None if gx is None or gy is None else _orientation([gx[1], gy[1]], gx[0][2])
-    if kind is None:  # x's layout does not suit: a contiguous copy (into out if it suits)
+    plan = _plan([x, y], lo, hi)
+    if plan is None:  # x's (or out's) layout does not suit: a copy in C order
         if x.flags.c_contiguous and (out is None or out.flags.c_contiguous):
             return _pure._forward(x, axes, where, out, log)  # (not reached: C order suits)
-        xc = np.ascontiguousarray(x)
-        if out is not None and geometry(out, lo, hi) is not None and out.flags.c_contiguous:
-            return _forward(xc, axes, where, out, log)
-        res = _forward(xc, axes, where, None, log)
+        res = _forward(np.ascontiguousarray(x), axes, where, None, log)
         if out is None:
             return res
         np.copyto(out, res)
         return out
-    shape, sx = gx  # type: ignore[misc]
-    sy = gy[1]  # type: ignore[index]
-    m, sm = (None, (0, 0, 0)) if where is None else _mask_view(where, x, lo, hi, kind)
-    code = _FWD_ROWS if kind == "rows" else _FWD_COLS
-    norm = _native.norm
+    kind, shape, (sx, sy), _ = plan
+    m, sm = (None, (0, 0, 0)) if where is None else _mask_view(where, x, lo, hi, plan)
+    code, norm = (_FWD_ROWS if kind == "rows" else _FWD_COLS), _native.norm
 
     def call(u0: int, u1: int) -> None:
         norm(code, x, None, y, m, shape, sx, sx, sy, sm, log, u0, u1)
 
-    units = _units(kind, shape, x.dtype)
-    _run(call, units, x.nbytes)
+    _run(call, _units(kind, shape, x.dtype), x.nbytes)
     return y
 
 
@@ -197,25 +216,19 @@ def _backward(grad, y, axes, where, out, log: bool) -> np.ndarray:
         np.copyto(out, _backward(grad, y, axes, where, None, log))
         return out
     lo, hi = span
-    gg, gy = geometry(grad, lo, hi), geometry(y, lo, hi)
     d = _like(y) if out is None else out
-    gd = geometry(d, lo, hi)
-    kind = None
-    if gg is not None and gy is not None and gd is not None:
-        kind = _orientation([gg[1], gy[1], gd[1]], gy[0][2])
-    if kind is None:
+    plan = _plan([grad, y, d], lo, hi)
+    if plan is None:
         if grad.flags.c_contiguous and y.flags.c_contiguous and out is None:
-            return _pure._backward(grad, y, axes, where, out, log)  # (not reached: C order suits)
+            return _pure._backward(grad, y, axes, where, out, log)  # (not reached)
         res = _backward(np.ascontiguousarray(grad), np.ascontiguousarray(y), axes, where, None, log)
         if out is None:
             return res
         np.copyto(out, res)
         return out
-    shape = gy[0]  # type: ignore[index]
-    m, sm = (None, (0, 0, 0)) if where is None else _mask_view(where, y, lo, hi, kind)
-    code = _BWD_ROWS if kind == "rows" else _BWD_COLS
-    norm = _native.norm
-    sg, sy, sd = gg[1], gy[1], gd[1]  # type: ignore[index]
+    kind, shape, (sg, sy, sd), _ = plan
+    m, sm = (None, (0, 0, 0)) if where is None else _mask_view(where, y, lo, hi, plan)
+    code, norm = (_BWD_ROWS if kind == "rows" else _BWD_COLS), _native.norm
 
     def call(u0: int, u1: int) -> None:
         norm(code, grad, y, d, m, shape, sg, sy, sd, sm, log, u0, u1)
@@ -290,22 +303,18 @@ class _CE:
 
     def __init__(self, logits: np.ndarray, target: np.ndarray, axis: int, opts: dict[str, Any]):
         index = opts["index_target"]
-        g = geometry(logits, axis, axis + 1)
-        kind = None if g is None else _orientation([g[1]], g[0][2])
         if not index:
             target = target.astype(logits.dtype, copy=False)  # (see _ce_supported)
-            gt = geometry(target, axis, axis + 1)
-            if kind is not None and (gt is None or _orientation([g[1], gt[1]], g[0][2]) != kind):
-                kind = None
-        if kind is None:  # neither orientation fits: C-contiguous copies
+        plan = _plan([logits] if index else [logits, target], axis, axis + 1)
+        if plan is None:  # neither orientation fits: C-contiguous copies
             logits = np.ascontiguousarray(logits)
-            g = geometry(logits, axis, axis + 1)
-            kind = _orientation([g[1]], g[0][2]) or "rows"  # type: ignore[index]
             if not index:
                 target = np.ascontiguousarray(target)
+            plan = _plan([logits] if index else [logits, target], axis, axis + 1)
+        kind, shape, strides, self.swapped = plan  # type: ignore[misc]
         self.logits, self.kind, self.axis = logits, kind, axis
-        self.shape, self.sx = g  # type: ignore[misc]
-        p, c, q = self.shape
+        self.shape, self.sx = shape, strides[0]
+        p, c, q = shape
         if index:
             t = target.astype(np.int64, copy=False)
             # the sample axes (the logits' without the class axis) merged as (P, 1, Q)
@@ -313,16 +322,27 @@ class _CE:
             if gt is None:
                 t = np.ascontiguousarray(t)
                 gt = geometry(np.expand_dims(t, axis), axis, axis + 1)
-            self.target, self.st = t, gt[1]  # type: ignore[index]
+            st = gt[1]  # type: ignore[index]
+            self.target, self.st = t, _swapped(st) if self.swapped else st
         else:
-            self.target, self.st = target, geometry(target, axis, axis + 1)[1]  # type: ignore[index]
+            self.target, self.st = target, strides[1]
         self.ct = np.dtype(np.float64 if logits.dtype == np.float64 else np.float32)
         w = opts["weight"]
         self.weight = None if w is None else np.ascontiguousarray(w, dtype=self.ct)
         self.wtotal = float(c) if w is None else float(np.add.reduce(self.weight, dtype=np.float64))
         self.opts = opts
-        self.units = _units(kind, self.shape, logits.dtype)
+        self.units = _units(kind, shape, logits.dtype)
         self.samples = p * q
+
+    def samples_of(self, a: np.ndarray) -> np.ndarray:
+        """Per-sample values in the kernel's order (p * Q + q) in the samples' C order."""
+        p, _, q = self.shape
+        return np.ascontiguousarray(a.reshape(p, q).T).reshape(-1) if self.swapped else a
+
+    def kernel_order(self, a: np.ndarray) -> np.ndarray:
+        """Per-sample values in the samples' C order, in the kernel's order."""
+        p, _, q = self.shape
+        return np.ascontiguousarray(a.reshape(q, p).T).reshape(-1) if self.swapped else a
 
     def run(self, loss, dx, sdx, scale, scale1: float) -> float:
         o, ce = self.opts, _native.ce
@@ -372,6 +392,7 @@ def cross_entropy(xp: Any, logits, target, axis, **opts) -> np.ndarray:
     c = _CE(logits, target, axis, opts)
     losses = np.empty(c.samples, c.ct)
     wsum = c.run(losses, None, (0, 0, 0), None, 0.0)
+    losses = c.samples_of(losses)
     sample_shape = logits.shape[:axis] + logits.shape[axis + 1 :]
     red = opts["reduction"]
     with np.errstate(**ERRSTATE):
@@ -407,7 +428,7 @@ def cross_entropy_backward(xp: Any, logits, target, grad, axis, **opts) -> np.nd
     scale, scale1 = None, 0.0
     g = np.asarray(grad, dtype=np.float64)
     if red == "none" and g.ndim:
-        scale = np.ascontiguousarray(g).reshape(-1)
+        scale = c.kernel_order(np.ascontiguousarray(g).reshape(-1))
     else:
         scale1 = float(g)
     if red == "mean":
@@ -420,6 +441,7 @@ def cross_entropy_backward(xp: Any, logits, target, grad, axis, **opts) -> np.nd
         scale1 = scale1 / wsum if wsum else 0.0
     dx = _like(c.logits)
     sdx = geometry(dx, axis, axis + 1)[1]  # type: ignore[index]
+    sdx = _swapped(sdx) if c.swapped else sdx
     losses = np.empty(c.samples, c.ct)
     c.run(losses, dx, sdx, scale, scale1)
     return dx

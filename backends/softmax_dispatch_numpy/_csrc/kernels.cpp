@@ -74,49 +74,74 @@ inline M_t<T> mask_of(const uint8_t* p, int64_t step, int64_t k) {
     return m;
 }
 
-// ---------------------------------------------------------------- float64 sums
-// Float lanes summed in two float64 vectors; float64 lanes in two levels (a block of 256
-// additions, then the blocks), which bounds the error of very long rows.
+// ---------------------------------------------------------------- sums
+// Float lanes add up segments of SEGMENT vectors in float32 (at most SEGMENT roundings
+// per lane), and the segments in float64; float64 lanes keep four interleaved partial
+// sums over blocks of 256 vectors, then add up the blocks. The order is fixed by the element's index in its row: a row's sum
+// never depends on where the row lies or what else is computed.
+constexpr int SEGMENT = 32;
 struct AccF {
+    vf seg{};
+    int count = 0;
     vd lo{}, hi{};
-    void add(vf v) {
+    void flush() {
         vd a, b;
-        widen(v, a, b);
+        widen(seg, a, b);
         lo += a;
         hi += b;
+        seg = vf{};
+        count = 0;
+    }
+    void add(vf v) {
+        seg += v;
+        if (++count == SEGMENT) flush();
     }
     void add_prod(vf g, vf y) {
-        vd g0, g1, y0, y1;
-        widen(g, g0, g1);
-        widen(y, y0, y1);
-        lo += g0 * y0;
-        hi += g1 * y1;
+        seg += g * y;
+        if (++count == SEGMENT) flush();
     }
-    double total() const { return hsum(lo + hi); }
-    vf lanes() const {  // per-lane sums rounded to float (columns)
+    double total() {
+        flush();
+        return hsum(lo + hi);
+    }
+    vf lanes() {  // per-lane sums rounded to float (columns)
+        flush();
         vf_half a = __builtin_convertvector(lo, vf_half), b = __builtin_convertvector(hi, vf_half);
         vf v;
         std::memcpy(&v, &a, sizeof a);
         std::memcpy(reinterpret_cast<char*>(&v) + sizeof a, &b, sizeof b);
         return v;
     }
-    double lane(int i) const { return i < ND ? lo[i] : hi[i - ND]; }
+    double lane(int i) {
+        flush();
+        return i < ND ? lo[i] : hi[i - ND];
+    }
 };
 struct AccD {
-    vd blk{}, tot{};
+    vd acc[4] = {}, tot{};  // four interleaved partial sums per lane, then the blocks
     int count = 0;
     void add(vd v) {
-        blk += v;
-        if (++count == 256) {
-            tot += blk;
-            blk = vd{};
-            count = 0;
-        }
+        acc[count & 3] += v;
+        if (++count == 4 * 64) fold();
+    }
+    void fold() {
+        tot += (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        acc[0] = acc[1] = acc[2] = acc[3] = vd{};
+        count = 0;
     }
     void add_prod(vd g, vd y) { add(g * y); }
-    double total() const { return hsum(tot + blk); }
-    vd lanes() const { return tot + blk; }
-    double lane(int i) const { return tot[i] + blk[i]; }
+    double total() {
+        fold();
+        return hsum(tot);
+    }
+    vd lanes() {
+        fold();
+        return tot;
+    }
+    double lane(int i) {
+        fold();
+        return tot[i];
+    }
 };
 template <class S> struct AccOf;
 template <> struct AccOf<float> { typedef AccF type; };
