@@ -287,15 +287,17 @@ def test_every_layout_gives_the_pure_kernels_results(axis):
         mask = rng.random(x.shape) < 0.7
         row_mask = rng.random(x.shape[-1:]) < 0.8  # broadcast along every other axis
         for where in (None, mask, row_mask):
-            for fn, args in ((sd.softmax, (x,)), (sd.log_softmax, (x,)),
-                             (sd.softmax_backward, (g, sd.softmax(x, axis, where=where))),
-                             (sd.log_softmax_backward, (g, sd.log_softmax(x, axis, where=where)))):  # fmt: skip
+            y, ly = sd.softmax(x, axis, where=where), sd.log_softmax(x, axis, where=where)
+            calls = [(sd.softmax, (x,)), (sd.log_softmax, (x,))]
+            calls += [(sd.softmax_backward, (g, y)), (sd.log_softmax_backward, (g, ly))]
+            for fn, args in calls:
                 got = fn(*args, axis, where=where)
                 out = np.empty(x.shape, order="F")
                 assert fn(*args, axis, where=where, out=out) is out
                 with kernel_variant("pure"):
                     want = fn(*args, axis, where=where)
-                msg = f"{fn.__name__} {name} axis={axis} where={None if where is None else where.shape}"
+                shown = None if where is None else where.shape
+                msg = f"{fn.__name__} {name} axis={axis} where={shown}"
                 np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13, err_msg=msg)
                 np.testing.assert_array_equal(out, got, err_msg=msg)
 
