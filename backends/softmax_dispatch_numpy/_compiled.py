@@ -14,16 +14,15 @@ axes, strides that do not merge) are copied to a C-contiguous layout first.
 What stays on the pure-NumPy kernels: dtypes other than float16/32/64 (long double),
 the other byte order, and ``axes=()``.
 
-A call smaller than `_threads.PARALLEL_MIN_BYTES` runs on the calling thread in one
-call into the module (`fast_forward` / `fast_backward` for the common call: no mask, no
-``out=``, trailing axes, C-contiguous); larger ones are cut into blocks of units that
-the backend's pool hands out, each block one call into the module with the GIL
-released. A unit's result never depends on the block or thread that computed it.
+Each call is one call into the module (`fast_forward` / `fast_backward` for the common
+call: no mask, no ``out=``, trailing axes, C-contiguous), which runs with the GIL
+released and shares the rows among its own threads (``_csrc/pool.h``; the pure-NumPy
+kernels use `_threads`, so no call uses both). A row's result never depends on which
+thread computed it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,7 +31,7 @@ from . import _kernels as _pure
 from . import _native
 from ._crossentropy import cross_entropy as _pure_ce
 from ._crossentropy import cross_entropy_backward as _pure_ce_backward
-from ._threads import ERRSTATE, PARALLEL_MIN_BYTES, run_blocks
+from ._threads import ERRSTATE
 
 __all__ = [
     "cross_entropy",
@@ -43,15 +42,12 @@ __all__ = [
     "softmax_backward",
 ]
 
-_native.configure(PARALLEL_MIN_BYTES)
 _fast_forward = _native.fast_forward
 _fast_backward = _native.fast_backward
 
 #: dtype -> the module's dtype code (native byte order only)
 _CODE = {np.dtype(np.float16): 0, np.dtype(np.float32): 1, np.dtype(np.float64): 2}
 _FWD_ROWS, _FWD_COLS, _BWD_ROWS, _BWD_COLS = 0, 1, 2, 3
-#: Bytes of input per block handed to a thread (the pool hands out runs of them).
-BLOCK_BYTES = 1 << 20
 
 
 # ----------------------------------------------------------------------------- views
@@ -146,29 +142,6 @@ def _mask_view(mask: np.ndarray, like: np.ndarray, lo: int, hi: int, plan: Plan)
     raise AssertionError("a mask in the input's layout fits its plan")  # pragma: no cover
 
 
-def _units(kind: str, shape: tuple[int, int, int], dtype: np.dtype) -> int:
-    p, _, q = shape
-    if kind == "rows":
-        return p * q
-    tile = _native.tile(_CODE[dtype])
-    return p * -(-q // tile)
-
-
-def _blocks(units: int, unit_bytes: int) -> tuple[int, int]:
-    """(units per block, blocks)."""
-    per = max(1, BLOCK_BYTES // max(1, unit_bytes))
-    return per, -(-units // per)
-
-
-def _run(call: Callable[[int, int], Any], units: int, nbytes: int) -> list[Any]:
-    """``call(u0, u1)`` over every unit, in blocks shared among the backend's threads;
-    the blocks' results in block order."""
-    if units == 0:
-        return []
-    per, count = _blocks(units, nbytes // units)
-    return run_blocks(lambda b, _: call(b * per, min(units, (b + 1) * per)), count, nbytes)
-
-
 # --------------------------------------------------------------------------- forward
 def _supported(*arrays: np.ndarray | None) -> bool:
     return all(a is None or a.dtype.newbyteorder("=") in _CODE for a in arrays)
@@ -196,12 +169,8 @@ def _forward(x: np.ndarray, axes, where, out, log: bool) -> np.ndarray:
         return out
     kind, shape, (sx, sy), _ = plan
     m, sm = (None, (0, 0, 0)) if where is None else _mask_view(where, x, lo, hi, plan)
-    code, norm = (_FWD_ROWS if kind == "rows" else _FWD_COLS), _native.norm
-
-    def call(u0: int, u1: int) -> None:
-        norm(code, x, None, y, m, shape, sx, sx, sy, sm, log, u0, u1)
-
-    _run(call, _units(kind, shape, x.dtype), x.nbytes)
+    code = _FWD_ROWS if kind == "rows" else _FWD_COLS
+    _native.norm(code, x, None, y, m, shape, sx, sx, sy, sm, log)
     return y
 
 
@@ -228,12 +197,8 @@ def _backward(grad, y, axes, where, out, log: bool) -> np.ndarray:
         return out
     kind, shape, (sg, sy, sd), _ = plan
     m, sm = (None, (0, 0, 0)) if where is None else _mask_view(where, y, lo, hi, plan)
-    code, norm = (_BWD_ROWS if kind == "rows" else _BWD_COLS), _native.norm
-
-    def call(u0: int, u1: int) -> None:
-        norm(code, grad, y, d, m, shape, sg, sy, sd, sm, log, u0, u1)
-
-    _run(call, _units(kind, shape, y.dtype), y.nbytes * 2)
+    code = _BWD_ROWS if kind == "rows" else _BWD_COLS
+    _native.norm(code, grad, y, d, m, shape, sg, sy, sd, sm, log)
     return d
 
 
@@ -331,7 +296,6 @@ class _CE:
         self.weight = None if w is None else np.ascontiguousarray(w, dtype=self.ct)
         self.wtotal = float(c) if w is None else float(np.add.reduce(self.weight, dtype=np.float64))
         self.opts = opts
-        self.units = _units(kind, shape, logits.dtype)
         self.samples = p * q
 
     def samples_of(self, a: np.ndarray) -> np.ndarray:
@@ -345,17 +309,14 @@ class _CE:
         return np.ascontiguousarray(a.reshape(q, p).T).reshape(-1) if self.swapped else a
 
     def run(self, loss, dx, sdx, scale, scale1: float) -> float:
-        o, ce = self.opts, _native.ce
-        args = (self.logits, self.target, self.weight, loss, dx, scale, self.shape, self.sx,
-                self.st, sdx, o["index_target"], o["label_smoothing"], o["ignore_index"],
-                self.wtotal, scale1, self.kind == "cols")  # fmt: skip
-
-        def call(u0: int, u1: int) -> float:
-            return ce(*args, u0, u1)
-
-        sums = _run(call, self.units, self.logits.nbytes * (2 if dx is not None else 1))
-        # block by block in block order: the same bits whatever the thread count
-        return float(np.add.reduce(np.asarray(sums, np.float64)))
+        """The losses into ``loss`` (and the gradient into ``dx``); the counted samples'
+        summed weight. ``loss`` None: only that sum, from the targets."""
+        o = self.opts
+        return _native.ce(
+            self.logits, self.target, self.weight, loss, dx, scale, self.shape, self.sx,
+            self.st, sdx, o["index_target"], o["label_smoothing"], o["ignore_index"],
+            self.wtotal, scale1, self.kind == "cols",
+        )  # fmt: skip
 
 
 def _ce_supported(logits: np.ndarray, target: np.ndarray, opts: dict[str, Any]) -> bool:
@@ -432,12 +393,9 @@ def cross_entropy_backward(xp: Any, logits, target, grad, axis, **opts) -> np.nd
     else:
         scale1 = float(g)
     if red == "mean":
-        if opts["index_target"]:  # the counted samples' weight: a pass over the targets only
-            wsum = _native.ce(c.logits, c.target, c.weight, None, None, None, c.shape, c.sx,
-                              c.st, (0, 0, 0), True, 0.0, opts["ignore_index"], c.wtotal, 0.0,
-                              c.kind == "cols", 0, c.units)  # fmt: skip
-        else:
-            wsum = float(c.samples)
+        # the counted samples' weight: for class indices a pass over the targets only
+        index = opts["index_target"]
+        wsum = c.run(None, None, (0, 0, 0), None, 0.0) if index else float(c.samples)
         scale1 = scale1 / wsum if wsum else 0.0
     dx = _like(c.logits)
     sdx = geometry(dx, axis, axis + 1)[1]  # type: ignore[index]

@@ -164,6 +164,17 @@ inline void st(T* p, V_t<T> v, int64_t k) {
         store_part(p, v, k);
 }
 
+// f(i, k) over a row of n elements in vectors: k lanes from element i (k = L but for the
+// last, partial vector), the full vectors two at a time for the pipelines.
+template <class T, class F>
+inline void each(int64_t n, F&& f) {
+    constexpr int L = Traits<T>::lanes;
+    int64_t i = 0;
+#pragma GCC unroll 2
+    for (; i + L <= n; i += L) f(i, (int64_t)L);
+    if (i < n) f(i, n - i);
+}
+
 template <class T> inline S_t<T> one(const T* p) { return *p; }
 template <> inline float one<half_t>(const half_t* p) { return load_part(p, 1, 0.0f)[0]; }
 
@@ -179,48 +190,41 @@ void forward_line(const T* x, T* y, const uint8_t* m, int64_t ms, int64_t N, S_t
     typedef S_t<T> S;
     typedef V_t<T> V;
     typedef typename StashOf<T>::type W;
-    constexpr int L = Traits<T>::lanes;
     const V ninf = splat(-inf_of<S>());
     W* stash = sizeof(T) == 2 ? reinterpret_cast<W*>(scratch) : reinterpret_cast<W*>(y);
+    auto value = [&](int64_t i, int64_t k) {  // masked entries as -inf
+        V v = ld(x + i, k, -inf_of<S>());
+        return m ? (mask_of<T>(m + i * ms, ms, k) ? v : ninf) : v;
+    };
 
     V vmax = splat(Lim<S>::lowest);
-    for (int64_t i = 0; i < N; i += L) {
-        const int64_t k = N - i < L ? N - i : L;
-        V v = ld(x + i, k, -inf_of<S>());
-        if (m) v = mask_of<T>(m + i * ms, ms, k) ? v : ninf;
-        vmax = max(vmax, v);
-    }
+    each<T>(N, [&](int64_t i, int64_t k) { vmax = max(vmax, value(i, k)); });
     const S mx = hmax(vmax);
     const S shift = (!LOG && mx >= -LN2 && mx <= hi) ? S(0) : mx;
     const V vsh = splat(shift);
 
     typename AccOf<S>::type acc;
-    for (int64_t i = 0; i < N; i += L) {
-        const int64_t k = N - i < L ? N - i : L;
-        V v = ld(x + i, k, -inf_of<S>());
-        if (m) v = mask_of<T>(m + i * ms, ms, k) ? v : ninf;
-        V e = exp(v - vsh);
+    each<T>(N, [&](int64_t i, int64_t k) {
+        V e = exp(value(i, k) - vsh);
         acc.add(e);
         if (!LOG) st(stash + i, e, k);
-    }
+    });
     const double s = acc.total();
 
     if (LOG) {
         const V vm = splat(mx), vl = splat(S(std::log(s)));
-        for (int64_t i = 0; i < N; i += L) {
-            const int64_t k = N - i < L ? N - i : L;
+        each<T>(N, [&](int64_t i, int64_t k) {
             V r = (ld(x + i, k, S(0)) - vm) - vl;
             if (m) r = mask_of<T>(m + i * ms, ms, k) ? r : ninf;
             st(y + i, r, k);
-        }
+        });
     } else {
         const V vs = splat(S(s));
-        for (int64_t i = 0; i < N; i += L) {
-            const int64_t k = N - i < L ? N - i : L;
+        each<T>(N, [&](int64_t i, int64_t k) {
             V r = ld(stash + i, k, S(0)) / vs;
             if (m) r = mask_of<T>(m + i * ms, ms, k) ? r : V{};
             st(y + i, r, k);
-        }
+        });
     }
 }
 
@@ -250,10 +254,8 @@ template <class T, bool LOG>
 void backward_line(const T* g, const T* y, T* dx, const uint8_t* m, int64_t ms, int64_t N) {
     typedef S_t<T> S;
     typedef V_t<T> V;
-    constexpr int L = Traits<T>::lanes;
     typename AccOf<S>::type acc;
-    for (int64_t i = 0; i < N; i += L) {
-        const int64_t k = N - i < L ? N - i : L;
+    each<T>(N, [&](int64_t i, int64_t k) {
         V gv = ld(g + i, k, S(0));
         if (m) gv = mask_of<T>(m + i * ms, ms, k) ? gv : V{};
         if (LOG) {
@@ -263,15 +265,14 @@ void backward_line(const T* g, const T* y, T* dx, const uint8_t* m, int64_t ms, 
             if (m) yv = mask_of<T>(m + i * ms, ms, k) ? yv : V{};
             acc.add_prod(gv, yv);
         }
-    }
+    });
     const V vs = splat(S(acc.total()));
-    for (int64_t i = 0; i < N; i += L) {
-        const int64_t k = N - i < L ? N - i : L;
+    each<T>(N, [&](int64_t i, int64_t k) {
         V gv = ld(g + i, k, S(0)), yv = ld(y + i, k, S(0));
         V r = LOG ? gv - exp(yv) * vs : yv * (gv - vs);
         if (m) r = mask_of<T>(m + i * ms, ms, k) ? r : V{};
         st(dx + i, r, k);
-    }
+    });
 }
 
 template <class T, bool LOG>
@@ -496,7 +497,7 @@ void ce_line(const CEArgs& a, const T* x, const T* prob, T* dx, const Sample& sm
         return;
     }
     V vmax = splat(Lim<S>::lowest);
-    for (int64_t i = 0; i < C; i += L) vmax = max(vmax, ld(x + i, C - i < L ? C - i : L, -inf_of<S>()));
+    each<T>(C, [&](int64_t i, int64_t k) { vmax = max(vmax, ld(x + i, k, -inf_of<S>())); });
     const S mx = hmax(vmax);
     const V vm = splat(mx);
     // s = sum exp(x - m); sw = sum_{a_c != 0} a_c (x_c - m) over the smoothing (index) or
@@ -504,8 +505,7 @@ void ce_line(const CEArgs& a, const T* x, const T* prob, T* dx, const Sample& sm
     typename AccOf<S>::type acc, accw, acca;
     const bool smooth = a.index_target && eps > 0;
     const V c1 = splat(S(1.0 - eps)), ec = splat(S(epsc));
-    for (int64_t i = 0; i < C; i += L) {
-        const int64_t k = C - i < L ? C - i : L;
+    each<T>(C, [&](int64_t i, int64_t k) {
         V v = ld(x + i, k, -inf_of<S>());
         V e = exp(v - vm);
         acc.add(e);
@@ -520,7 +520,7 @@ void ce_line(const CEArgs& a, const T* x, const T* prob, T* dx, const Sample& sm
             accw.add(term);
             if (!a.index_target) acca.add(av);
         }
-    }
+    });
     const double s = acc.total(), lse = std::log(s);
     double lossv;
     double suma;
@@ -538,14 +538,13 @@ void ce_line(const CEArgs& a, const T* x, const T* prob, T* dx, const Sample& sm
     *loss = S(lossv);
     if (!dx) return;
     const V vs = splat(S(s)), vsa = splat(S(suma)), vsc = splat(S(scale));
-    for (int64_t i = 0; i < C; i += L) {
-        const int64_t k = C - i < L ? C - i : L;
+    each<T>(C, [&](int64_t i, int64_t k) {
         V wv = w ? ld(w + i, k, S(0)) : splat(S(1));
         V av = a.index_target ? ec * wv : (ld(prob + i, k, S(0)) * c1 + ec) * wv;
         if (a.index_target && smp.t >= i && smp.t < i + k) av[smp.t - i] += c1t;
         V r = (ld(stash + i, k, S(0)) / vs * vsa - av) * vsc;
         st(dx + i, r, k);
-    }
+    });
 }
 
 template <class T>
@@ -763,40 +762,22 @@ double ce_cols(const CEArgs& a, int64_t u0, int64_t u1, bool* ok) {
     }
 }
 
-template <class S, class V>
+template <class S>
 void exp_loop(const S* x, S* y, int64_t n) {
-    constexpr int L = sizeof(V) / sizeof(S);
-    for (int64_t i = 0; i < n; i += L) {
-        const int64_t k = n - i < L ? n - i : L;
-        V v;
-        if (k == L) {
-            v = load(x + i);
-            store(y + i, exp(v));
-        } else {
-            S buf[L] = {};
-            std::memcpy(buf, x + i, (size_t)k * sizeof(S));
-            v = exp(load(buf));
-            store(buf, v);
-            std::memcpy(y + i, buf, (size_t)k * sizeof(S));
-        }
-    }
+    each<S>(n, [&](int64_t i, int64_t k) { st(y + i, exp(ld(x + i, k, S(0))), k); });
 }
 
-void exp_f32(const float* x, float* y, int64_t n) { exp_loop<float, vf>(x, y, n); }
-void exp_f64(const double* x, double* y, int64_t n) { exp_loop<double, vd>(x, y, n); }
+void exp_f32(const float* x, float* y, int64_t n) { exp_loop<float>(x, y, n); }
+void exp_f64(const double* x, double* y, int64_t n) { exp_loop<double>(x, y, n); }
 
 void half_to_float(const uint16_t* h, float* f, int64_t n) {
-    for (int64_t i = 0; i < n; i += NF) {
-        const int64_t k = n - i < NF ? n - i : NF;
-        st(f + i, ld(reinterpret_cast<const half_t*>(h) + i, k, 0.0f), k);
-    }
+    const half_t* hh = reinterpret_cast<const half_t*>(h);
+    each<float>(n, [&](int64_t i, int64_t k) { st(f + i, ld(hh + i, k, 0.0f), k); });
 }
 
 void float_to_half(const float* f, uint16_t* h, int64_t n) {
-    for (int64_t i = 0; i < n; i += NF) {
-        const int64_t k = n - i < NF ? n - i : NF;
-        st(reinterpret_cast<half_t*>(h) + i, ld(f + i, k, 0.0f), k);
-    }
+    half_t* hh = reinterpret_cast<half_t*>(h);
+    each<float>(n, [&](int64_t i, int64_t k) { st(hh + i, ld(f + i, k, 0.0f), k); });
 }
 
 }  // namespace

@@ -4,9 +4,8 @@
 // It picks, once at import, the widest instruction set this build compiled that the CPU
 // (and the operating system) supports, checks every array it is handed against the
 // geometry it is told (dtypes, writability, and that every element the kernel will touch
-// lies inside the array), and runs the kernels with the GIL released. Which rows run on
-// which thread is decided in Python (softmax_dispatch_numpy._compiled), by the backend's
-// own thread pool: this module starts no threads.
+// lies inside the array), and runs the kernels with the GIL released on the kernels' own
+// thread pool (pool.h), on as many threads as SOFTMAX_DISPATCH_NUM_THREADS asks for.
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #define NPY_NO_DEPRECATED_API NPY_2_0_API_VERSION
@@ -16,6 +15,16 @@
 #include <cstring>
 
 #include "kernels.h"
+#include "pool.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #if defined(SD_HAVE_AVX512)
 SD_DECLARE_TABLE(isa_avx512)
@@ -86,7 +95,6 @@ void detect(bool* avx2, bool* avx512) { *avx2 = *avx512 = false; }
 Isa g_isas[3];
 int g_count = 0;
 const sd::Table* g_table = nullptr;
-Py_ssize_t g_fast_max_bytes = 1 << 19;
 
 void init_isas() {
     bool avx2 = false, avx512 = false;
@@ -170,10 +178,86 @@ bool parse_strides(PyObject* t, sd::Strides* s, const char* label) {
     return true;
 }
 
-bool units_ok(int64_t u0, int64_t u1, int64_t total) {
-    if (u0 < 0 || u1 < u0 || u1 > total) {
-        PyErr_Format(PyExc_ValueError, "units [%lld, %lld) outside [0, %lld)", (long long)u0,
-                     (long long)u1, (long long)total);
+// ------------------------------------------------------------------ threads
+//: Inputs smaller than this run on the calling thread: below it, handing half the work
+//: to a worker costs more than it saves (``python benchmarks/profile_numpy.py``, "threads").
+constexpr int64_t PARALLEL_MIN_BYTES = 1 << 16;
+//: A chunk handed to a thread: a quarter of a thread's share, within [16 KiB, 4 MiB] of
+//: input. 4 MiB runs: NumPy asks for transparent huge pages on large arrays, and a 2 MiB
+//: page of a fresh result that two threads write at once is zeroed by one while the
+//: other waits.
+constexpr int64_t CHUNK_MIN_BYTES = 1 << 14, CHUNK_MAX_BYTES = 1 << 22;
+const char* const THREADS_ENV = "SOFTMAX_DISPATCH_NUM_THREADS";
+
+int cores() {
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+#endif
+    const unsigned n = std::thread::hardware_concurrency();
+    return n ? (int)n : 1;
+}
+
+// The thread count: SOFTMAX_DISPATCH_NUM_THREADS (read at every call that would use
+// threads, so it can change at run time), else the cores this process may use. -1 with
+// a ValueError set where the variable is not a positive integer.
+int threads_for(int64_t nbytes) {
+    if (nbytes < PARALLEL_MIN_BYTES) return 1;
+    const char* raw = std::getenv(THREADS_ENV);
+    while (raw && (*raw == ' ' || *raw == '\t')) ++raw;
+    if (!raw || !*raw) return cores();
+    char* end = nullptr;
+    errno = 0;
+    const long v = std::strtol(raw, &end, 10);
+    while (end && (*end == ' ' || *end == '\t' || *end == '\n')) ++end;
+    if (errno || !end || *end || v < 1 || v > 4096) {
+        PyErr_Format(PyExc_ValueError, "%s must be a positive integer, got '%s'", THREADS_ENV,
+                     std::getenv(THREADS_ENV));
+        return -1;
+    }
+    return (int)v;
+}
+
+// Units [0, units) of one call, in chunks shared among the pool's threads.
+struct Job {
+    int64_t units, per;
+    bool (*norm)(const sd::NormArgs&, int64_t, int64_t);
+    const sd::NormArgs* na;
+    double (*ce)(const sd::CEArgs&, int64_t, int64_t, bool*);
+    const sd::CEArgs* ca;
+    std::vector<double> sums;  // cross-entropy: each chunk's summed weight
+    std::atomic<bool> failed{false};
+};
+
+void run_chunk(void* ctx, int64_t c) {
+    Job* j = static_cast<Job*>(ctx);
+    const int64_t u0 = c * j->per, u1 = u0 + j->per < j->units ? u0 + j->per : j->units;
+    bool ok = true;
+    if (j->norm) {
+        ok = j->norm(*j->na, u0, u1);
+    } else {
+        j->sums[(size_t)c] = j->ce(*j->ca, u0, u1, &ok);
+    }
+    if (!ok) j->failed.store(true, std::memory_order_relaxed);
+}
+
+// Runs the job with the GIL released; false with MemoryError set where a kernel ran out
+// of memory, or with ValueError where the thread count is not valid.
+bool run_job(Job& j, int64_t unit_bytes) {
+    const int64_t nbytes = j.units * unit_bytes;
+    const int threads = threads_for(nbytes);
+    if (threads < 0) return false;
+    int64_t chunk = nbytes / (4 * (int64_t)threads);
+    chunk = chunk < CHUNK_MIN_BYTES ? CHUNK_MIN_BYTES : chunk > CHUNK_MAX_BYTES ? CHUNK_MAX_BYTES : chunk;
+    j.per = threads == 1 ? j.units : (chunk + unit_bytes - 1) / (unit_bytes ? unit_bytes : 1);
+    if (j.per < 1) j.per = 1;
+    const int64_t chunks = j.units == 0 ? 0 : (j.units + j.per - 1) / j.per;
+    if (j.ce) j.sums.assign((size_t)chunks, 0.0);
+    Py_BEGIN_ALLOW_THREADS;
+    sdpool::run(run_chunk, &j, chunks, threads);
+    Py_END_ALLOW_THREADS;
+    if (j.failed.load()) {
+        PyErr_NoMemory();
         return false;
     }
     return true;
@@ -203,13 +287,12 @@ bool trailing(PyObject* axes, int ndim, int64_t* n, PyArrayObject* a) {
 }
 
 bool fast_ok(PyArrayObject* a, int code) {
-    return code >= 0 && PyArray_IS_C_CONTIGUOUS(a) && PyArray_NBYTES(a) <= g_fast_max_bytes &&
-           PyArray_SIZE(a) > 0;
+    return code >= 0 && PyArray_IS_C_CONTIGUOUS(a) && PyArray_SIZE(a) > 0;
 }
 
 // fast_forward(x, axes, log) -> a fresh result, or None where the call is not the common
 // one (an exact ndarray, float16/32/64 in native byte order, C-contiguous, the softmax
-// axes trailing, small enough for one thread): the caller then takes the general path.
+// axes trailing): the caller then takes the general path.
 PyObject* fast_forward(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "fast_forward(x, axes, log)");
@@ -233,13 +316,14 @@ PyObject* fast_forward(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     a.so = {n, 1, 0};
     a.dtype = code;
     a.log = log;
-    bool ok;
-    Py_BEGIN_ALLOW_THREADS;
-    ok = g_table->forward_rows(a, 0, a.P);
-    Py_END_ALLOW_THREADS;
-    if (!ok) {
+    Job j;
+    j.units = a.P;
+    j.norm = g_table->forward_rows;
+    j.na = &a;
+    j.ce = nullptr;
+    if (!run_job(j, n * PyArray_ITEMSIZE(x))) {
         Py_DECREF(y);
-        return PyErr_NoMemory();
+        return nullptr;
     }
     return reinterpret_cast<PyObject*>(y);
 }
@@ -273,23 +357,29 @@ PyObject* fast_backward(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     a.so = {n, 1, 0};
     a.dtype = code;
     a.log = log;
-    Py_BEGIN_ALLOW_THREADS;
-    g_table->backward_rows(a, 0, a.P);
-    Py_END_ALLOW_THREADS;
+    Job j;
+    j.units = a.P;
+    j.norm = g_table->backward_rows;
+    j.na = &a;
+    j.ce = nullptr;
+    if (!run_job(j, 2 * n * PyArray_ITEMSIZE(y))) {
+        Py_DECREF(d);
+        return nullptr;
+    }
     return reinterpret_cast<PyObject*>(d);
 }
 
 // ------------------------------------------------------------------ the general calls
 enum NormKind { FWD_ROWS = 0, FWD_COLS = 1, BWD_ROWS = 2, BWD_COLS = 3 };
 
-// norm(kind, a, b, out, mask, geometry, log, u0, u1): a (P, N, Q) view of each array,
-// given as the shape and one strides tuple per array (elements), units [u0, u1).
+// norm(kind, a, b, out, mask, geometry, sa, sb, so, sm, log): a (P, N, Q) view of each
+// array, given as the shape and one strides tuple per array (elements).
 PyObject* norm(PyObject*, PyObject* args) {
     int kind, log;
     PyObject *ao, *bo, *oo, *mo, *sa, *sb, *so, *sm;
-    long long P, N, Q, u0, u1;
-    if (!PyArg_ParseTuple(args, "iOOOO(LLL)OOOOpLL", &kind, &ao, &bo, &oo, &mo, &P, &N, &Q,
-                          &sa, &sb, &so, &sm, &log, &u0, &u1))
+    long long P, N, Q;
+    if (!PyArg_ParseTuple(args, "iOOOO(LLL)OOOOp", &kind, &ao, &bo, &oo, &mo, &P, &N, &Q, &sa,
+                          &sb, &so, &sm, &log))
         return nullptr;
     const bool backward = kind == BWD_ROWS || kind == BWD_COLS;
     const bool cols = kind == FWD_COLS || kind == BWD_COLS;
@@ -337,23 +427,22 @@ PyObject* norm(PyObject*, PyObject* args) {
     if (!inside(a, P, N, Q, k.a.s, backward ? "grad" : "x") || !inside(out, P, N, Q, k.so, "out") ||
         (b && !inside(b, P, N, Q, k.b.s, "y")) || (m && !inside(m, P, N, Q, k.sm, "mask")))
         return nullptr;
-    const int64_t total = cols ? P * ((Q + tile_of(k.dtype) - 1) / tile_of(k.dtype)) : P * Q;
-    if (!units_ok(u0, u1, total)) return nullptr;
+    const int64_t tile = tile_of(k.dtype);
     k.a.data = PyArray_DATA(a);
     k.b.data = b ? PyArray_DATA(b) : nullptr;
     k.out = PyArray_DATA(out);
     k.mask = m ? static_cast<const uint8_t*>(PyArray_DATA(m)) : nullptr;
-    bool ok = true;
     const sd::Table* t = g_table;
-    Py_BEGIN_ALLOW_THREADS;
-    switch (kind) {
-        case FWD_ROWS: ok = t->forward_rows(k, u0, u1); break;
-        case FWD_COLS: ok = t->forward_cols(k, u0, u1); break;
-        case BWD_ROWS: ok = t->backward_rows(k, u0, u1); break;
-        default: ok = t->backward_cols(k, u0, u1); break;
-    }
-    Py_END_ALLOW_THREADS;
-    if (!ok) return PyErr_NoMemory();
+    Job j;
+    j.units = cols ? P * ((Q + tile - 1) / tile) : P * Q;
+    j.norm = kind == FWD_ROWS   ? t->forward_rows
+             : kind == FWD_COLS ? t->forward_cols
+             : kind == BWD_ROWS ? t->backward_rows
+                                : t->backward_cols;
+    j.na = &k;
+    j.ce = nullptr;
+    const int64_t unit_bytes = (backward ? 2 : 1) * N * (cols ? tile : 1) * PyArray_ITEMSIZE(out);
+    if (!run_job(j, unit_bytes)) return nullptr;
     Py_RETURN_NONE;
 }
 
@@ -369,19 +458,19 @@ bool contiguous_of(PyArrayObject* a, int type, int64_t count, const char* label,
 }
 
 // ce(x, target, weight, loss, dx, scale, (P, C, Q), sx, st, sdx, index_target, eps,
-//    ignore, wtotal, scale1, cols, u0, u1) -> the counted samples' summed weight.
+//    ignore, wtotal, scale1, cols) -> the counted samples' summed weight.
 // target: int64 class indices with strides st = (p, 0, q), or probabilities of x's dtype
 // with strides st; weight: None or C values of the compute dtype; loss: P * Q values of
 // the compute dtype; dx: None or the gradient (strides sdx); scale: None or P * Q
 // float64 values (else scale1 for every sample).
 PyObject* ce(PyObject*, PyObject* args) {
     PyObject *xo, *to, *wo, *lo, *dxo, *sco, *sxo, *sto, *sdo, *igo;
-    long long P, C, Q, u0, u1;
+    long long P, C, Q;
     int index_target, cols;
     double eps, wtotal, scale1;
-    if (!PyArg_ParseTuple(args, "OOOOOO(LLL)OOOpdOddpLL", &xo, &to, &wo, &lo, &dxo, &sco, &P,
-                          &C, &Q, &sxo, &sto, &sdo, &index_target, &eps, &igo, &wtotal, &scale1,
-                          &cols, &u0, &u1))
+    if (!PyArg_ParseTuple(args, "OOOOOO(LLL)OOOpdOddp", &xo, &to, &wo, &lo, &dxo, &sco, &P, &C,
+                          &Q, &sxo, &sto, &sdo, &index_target, &eps, &igo, &wtotal, &scale1,
+                          &cols))
         return nullptr;
     PyArrayObject *x = as_array(xo, "logits"), *t = as_array(to, "target");
     if (!x || !t) return nullptr;
@@ -465,15 +554,17 @@ PyObject* ce(PyObject*, PyObject* args) {
     }
     k.wtotal = wtotal;
     k.scale1 = scale1;
-    const int64_t total = cols ? P * ((Q + tile_of(k.dtype) - 1) / tile_of(k.dtype)) : P * Q;
-    if (!units_ok(u0, u1, total)) return nullptr;
-    bool ok = true;
-    double wsum;
-    const sd::Table* tb = g_table;
-    Py_BEGIN_ALLOW_THREADS;
-    wsum = cols ? tb->ce_cols(k, u0, u1, &ok) : tb->ce_rows(k, u0, u1, &ok);
-    Py_END_ALLOW_THREADS;
-    if (!ok) return PyErr_NoMemory();
+    const int64_t tile = tile_of(k.dtype);
+    Job j;
+    j.units = cols ? P * ((Q + tile - 1) / tile) : P * Q;
+    j.norm = nullptr;
+    j.ce = cols ? g_table->ce_cols : g_table->ce_rows;
+    j.ca = &k;
+    const int64_t touched = k.loss ? (k.dx ? 2 : 1) : 0;  // (only the weights: no logits)
+    if (!run_job(j, touched * C * (cols ? tile : 1) * PyArray_ITEMSIZE(x))) return nullptr;
+    // chunk by chunk, in chunk order: the same bits whatever the thread count
+    double wsum = 0.0;
+    for (double v : j.sums) wsum += v;
     return PyFloat_FromDouble(wsum);
 }
 
@@ -568,21 +659,14 @@ PyObject* tile(PyObject*, PyObject* arg) {
     return PyLong_FromLongLong(tile_of((int)code));
 }
 
-PyObject* configure(PyObject*, PyObject* arg) {
-    const Py_ssize_t v = PyLong_AsSsize_t(arg);
-    if (v == -1 && PyErr_Occurred()) return nullptr;
-    g_fast_max_bytes = v;
-    Py_RETURN_NONE;
-}
-
 PyMethodDef methods[] = {
     {"fast_forward", (PyCFunction)(void (*)(void))fast_forward, METH_FASTCALL,
      "fast_forward(x, axes, log): the common forward call, or None"},
     {"fast_backward", (PyCFunction)(void (*)(void))fast_backward, METH_FASTCALL,
      "fast_backward(grad, y, axes, log): the common backward call, or None"},
     {"norm", norm, METH_VARARGS,
-     "norm(kind, a, b, out, mask, (P, N, Q), sa, sb, so, sm, log, u0, u1)"},
-    {"ce", ce, METH_VARARGS, "ce(...): cross-entropy losses (and gradient) of units [u0, u1)"},
+     "norm(kind, a, b, out, mask, (P, N, Q), sa, sb, so, sm, log)"},
+    {"ce", ce, METH_VARARGS, "ce(...): cross-entropy losses (and gradient); the summed weight"},
     {"exp", exp_, METH_O, "exp(x): the kernels' exp of a float32 or float64 array"},
     {"half_to_float", half_to_float, METH_O, "float16 bits (uint16) to float32"},
     {"float_to_half", float_to_half, METH_O, "float32 to float16 bits (uint16)"},
@@ -590,7 +674,6 @@ PyMethodDef methods[] = {
     {"isas", isas, METH_NOARGS, "(name, supported by this CPU) for each set built, widest first"},
     {"use_isa", use_isa, METH_O, "use_isa(name): run that set's kernels; returns the previous"},
     {"tile", tile, METH_O, "tile(dtype_code): columns per tile of the columns kernels"},
-    {"configure", configure, METH_O, "configure(bytes): the largest input of the fast calls"},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -219,18 +219,15 @@ inline bool any(vl m) { return any(bits<vi>(m)); }
 // exp(x) for every float32 x. Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2; a
 // degree-6 polynomial 1 + r + r^2 q(r) for exp(r) (q fitted to the relative error on
 // that interval by iteratively reweighted least squares: 3.6e-9, 0.06 ulp, with its
-// coefficients in float32); then 2**n added to the exponent field. Where 2**n would
-// leave the normal range (x below about -86.6: a subnormal or zero result; above
-// 88.3: near the overflow) the vector takes two exact powers of two instead, so
-// subnormal results round once. Inputs are clamped to [-104, 89]: below, the result
-// rounds to 0; above, it overflows to inf; NaN stays NaN.
+// coefficients in float32); then 2**n added to the exponent field. A vector with a lane
+// outside the range where that is exact (x below about -86.6: a subnormal or zero
+// result; above 88.3: near the overflow; NaN, +-inf) takes exp_wide instead: inputs
+// clamped to [-104, 89] (below, the result rounds to 0; above, it overflows to inf; NaN
+// stays NaN) and 2**n applied as two exact powers of two, so that subnormal results
+// round once. The check comes first, so the common vector skips the clamps.
 // Error: at most 1.01 ulp over every float32 input with FMA, checked exhaustively
 // against float64 (tests/test_native.py; the measured maxima are in docs/numerics.md).
-inline vf exp(vf x) {
-    const vf magic = splat(0x1.8p23f);  // 1.5 * 2**23: adding it rounds to an integer
-    x = x < splat(-104.0f) ? splat(-104.0f) : x;
-    x = x > splat(89.0f) ? splat(89.0f) : x;
-    vf t = x * splat(1.44269504088896341f) + magic;
+inline vf exp_poly(vf x, vf t, vf magic) {
     vf n = t - magic;
     vf r = x - n * splat(0.693359375f);
     r = r - n * splat(-2.12194440e-4f);
@@ -240,24 +237,34 @@ inline vf exp(vf x) {
     p = p * r + splat(1.666652113199234e-1f);
     p = p * r + splat(4.999999403953552e-1f);
     p = p * r + splat(1.0f);
-    p = p * r + splat(1.0f);
-    vi ni = bits<vi>(t) - 0x4b400000;  // n, from the rounded sum's low bits
-    if (!any((ni < -125) | (ni > 127))) return bits<vf>(bits<vu>(p) + (bits<vu>(ni) << 23));
-    vu nb = bits<vu>(ni + 256);  // n in [-150, 128]: two halves in [-75, 64]
+    return p * r + splat(1.0f);
+}
+
+__attribute__((noinline)) inline vf exp_wide(vf x) {
+    const vf magic = splat(0x1.8p23f);
+    x = x < splat(-104.0f) ? splat(-104.0f) : x;
+    x = x > splat(89.0f) ? splat(89.0f) : x;
+    vf t = x * splat(1.44269504088896341f) + magic;
+    vf p = exp_poly(x, t, magic);
+    vu nb = bits<vu>(t) - 0x4b400000u + 256u;  // n in [-150, 128]: two halves in [-75, 64]
     vu n1 = (nb >> 1) - 128u;
     vu n2 = nb - 256u - n1;
     return (p * bits<vf>((n1 + 127u) << 23)) * bits<vf>((n2 + 127u) << 23);
 }
 
+inline vf exp(vf x) {
+    const vf magic = splat(0x1.8p23f);  // 1.5 * 2**23: adding it rounds to an integer
+    vf t = x * splat(1.44269504088896341f) + magic;
+    vi ni = bits<vi>(t) - 0x4b400000;  // n, from the rounded sum's low bits (NaN: out)
+    if (any((ni < -125) | (ni > 127))) return exp_wide(x);
+    return bits<vf>(bits<vu>(exp_poly(x, t, magic)) + (bits<vu>(ni) << 23));
+}
+
 // exp(x) for every float64 x: the same reduction, a degree-11 polynomial (q fitted by
 // mpmath's Chebyshev interpolation: relative error 1.3e-17, 0.11 ulp), the same
-// scaling. Clamped to [-750, 710]. Error: within 1 ulp on the float64 samples the tests
-// check against long double.
-inline vd exp(vd x) {
-    const vd magic = splat(0x1.8p52);
-    x = x < splat(-750.0) ? splat(-750.0) : x;
-    x = x > splat(710.0) ? splat(710.0) : x;
-    vd t = x * splat(1.4426950408889634074) + magic;
+// scaling; exp_wide clamps to [-750, 710]. Error: within 1 ulp on the float64 samples
+// the tests check against long double.
+inline vd exp_poly(vd x, vd t, vd magic) {
     vd n = t - magic;
     vd r = x - n * splat(6.93147180369123816490e-01);
     r = r - n * splat(1.90821492927058770002e-10);
@@ -272,13 +279,27 @@ inline vd exp(vd x) {
     p = p * r + splat(1.6666666666666669e-01);
     p = p * r + splat(5.0000000000000010e-01);
     p = p * r + splat(1.0);
-    p = p * r + splat(1.0);
-    vl ni = bits<vl>(t) - 0x4338000000000000ll;
-    if (!any((ni < -1021) | (ni > 1023))) return bits<vd>(bits<vq>(p) + (bits<vq>(ni) << 52));
-    vq nb = bits<vq>(ni + 2048);  // n in [-1082, 1025]: halves in [-541, 513]
+    return p * r + splat(1.0);
+}
+
+__attribute__((noinline)) inline vd exp_wide(vd x) {
+    const vd magic = splat(0x1.8p52);
+    x = x < splat(-750.0) ? splat(-750.0) : x;
+    x = x > splat(710.0) ? splat(710.0) : x;
+    vd t = x * splat(1.4426950408889634074) + magic;
+    vd p = exp_poly(x, t, magic);
+    vq nb = bits<vq>(t) - 0x4338000000000000ull + 2048u;  // n in [-1082, 1025]
     vq n1 = (nb >> 1) - 1024u;
     vq n2 = nb - 2048u - n1;
     return (p * bits<vd>((n1 + 1023u) << 52)) * bits<vd>((n2 + 1023u) << 52);
+}
+
+inline vd exp(vd x) {
+    const vd magic = splat(0x1.8p52);
+    vd t = x * splat(1.4426950408889634074) + magic;
+    vl ni = bits<vl>(t) - 0x4338000000000000ll;
+    if (any((ni < -1021) | (ni > 1023))) return exp_wide(x);
+    return bits<vd>(bits<vq>(exp_poly(x, t, magic)) + (bits<vq>(ni) << 52));
 }
 
 }  // namespace SD_ISA
