@@ -6,8 +6,8 @@
 //     themselves; every sum (of exp, of g * y, of g, the cross-entropy terms) accumulates
 //     in float64, lane by lane in a fixed order;
 //   * a row is read three times while it is in cache: its maximum, the sum of
-//     exp(x - shift) (softmax keeps those values in the output, or for float16 in a
-//     float32 scratch row), then the result;
+//     exp(x - shift) (softmax keeps those values in a scratch row of the compute dtype),
+//     then the result, written once (past the cache where the output is large);
 //   * softmax takes shift = 0 where the maximum m is in [-ln 2, log(1/tiny) - log(N)]:
 //     the sum is then in [0.5, 1/tiny], nothing overflows, nothing underflows that the
 //     shifted form would keep, and x is not rounded by a subtraction; elsewhere
@@ -163,6 +163,20 @@ inline void st(T* p, V_t<T> v, int64_t k) {
     else
         store_part(p, v, k);
 }
+// The result's store: streamed past the cache where the call's output is large (it
+// would evict the rows being computed, and its lines need not be read first).
+template <class T>
+inline void st_out(T* p, V_t<T> v, int64_t k, bool stream) {
+    if (stream && k == Traits<T>::lanes)
+        store_stream(p, v);
+    else
+        st(p, v, k);
+}
+// Ask for the next row while this one is computed: its first pass then reads the cache.
+template <class T>
+inline void prefetch_next(const T* next, int64_t i) {
+    if (next) __builtin_prefetch(next + i, 0, 2);
+}
 
 // f(i, k) over a row of n elements in vectors: k lanes from element i (k = L but for the
 // last, partial vector), the full vectors two at a time for the pipelines.
@@ -178,20 +192,13 @@ inline void each(int64_t n, F&& f) {
 template <class T> inline S_t<T> one(const T* p) { return *p; }
 template <> inline float one<half_t>(const half_t* p) { return load_part(p, 1, 0.0f)[0]; }
 
-template <class T>
-inline bool need_scratch(bool softmax_stash) {
-    return softmax_stash && sizeof(T) == 2;
-}
-
 // ================================================================ rows: forward
 template <class T, bool LOG>
 void forward_line(const T* x, T* y, const uint8_t* m, int64_t ms, int64_t N, S_t<T> hi,
-                  float* scratch) {
+                  S_t<T>* stash, const T* next, bool stream) {
     typedef S_t<T> S;
     typedef V_t<T> V;
-    typedef typename StashOf<T>::type W;
     const V ninf = splat(-inf_of<S>());
-    W* stash = sizeof(T) == 2 ? reinterpret_cast<W*>(scratch) : reinterpret_cast<W*>(y);
     auto value = [&](int64_t i, int64_t k) {  // masked entries as -inf
         V v = ld(x + i, k, -inf_of<S>());
         return m ? (mask_of<T>(m + i * ms, ms, k) ? v : ninf) : v;
@@ -205,6 +212,7 @@ void forward_line(const T* x, T* y, const uint8_t* m, int64_t ms, int64_t N, S_t
 
     typename AccOf<S>::type acc;
     each<T>(N, [&](int64_t i, int64_t k) {
+        prefetch_next(next, i);
         V e = exp(value(i, k) - vsh);
         acc.add(e);
         if (!LOG) st(stash + i, e, k);
@@ -216,34 +224,41 @@ void forward_line(const T* x, T* y, const uint8_t* m, int64_t ms, int64_t N, S_t
         each<T>(N, [&](int64_t i, int64_t k) {
             V r = (ld(x + i, k, S(0)) - vm) - vl;
             if (m) r = mask_of<T>(m + i * ms, ms, k) ? r : ninf;
-            st(y + i, r, k);
+            st_out(y + i, r, k, stream);
         });
     } else {
         const V vs = splat(S(s));
         each<T>(N, [&](int64_t i, int64_t k) {
             V r = ld(stash + i, k, S(0)) / vs;
             if (m) r = mask_of<T>(m + i * ms, ms, k) ? r : V{};
-            st(y + i, r, k);
+            st_out(y + i, r, k, stream);
         });
     }
 }
 
 template <class T, bool LOG>
 bool forward_rows_t(const NormArgs& a, int64_t u0, int64_t u1) {
-    float* scratch = nullptr;
-    if (need_scratch<T>(!LOG)) {
-        scratch = static_cast<float*>(std::malloc(sizeof(float) * (size_t)a.N));
-        if (!scratch) return false;
+    typedef S_t<T> S;
+    // softmax keeps exp(x - shift) for its last pass in a scratch row of the compute
+    // dtype, which stays in cache (the result is written once)
+    S* stash = nullptr;
+    if (!LOG) {
+        stash = static_cast<S*>(std::malloc(sizeof(S) * (size_t)a.N));
+        if (!stash) return false;
     }
-    const S_t<T> hi = S_t<T>(Lim<S_t<T>>::log_inv_tiny - std::log((double)a.N));
+    const S hi = S(Lim<S>::log_inv_tiny - std::log((double)a.N));
     for (int64_t u = u0; u < u1; ++u) {
         const int64_t p = u / a.Q, q = u % a.Q;
         const T* x = static_cast<const T*>(a.a.data) + p * a.a.s.p + q * a.a.s.q;
         T* y = static_cast<T*>(a.out) + p * a.so.p + q * a.so.q;
         const uint8_t* m = a.mask ? a.mask + p * a.sm.p + q * a.sm.q : nullptr;
-        forward_line<T, LOG>(x, y, m, a.sm.n, a.N, hi, scratch);
+        const int64_t un = u + 1, pn = un / a.Q, qn = un % a.Q;
+        const T* next = un < u1 ? static_cast<const T*>(a.a.data) + pn * a.a.s.p + qn * a.a.s.q
+                                : nullptr;
+        forward_line<T, LOG>(x, y, m, a.sm.n, a.N, hi, stash, next, a.stream);
     }
-    std::free(scratch);
+    if (a.stream) fence();
+    std::free(stash);
     return true;
 }
 
@@ -251,7 +266,8 @@ bool forward_rows_t(const NormArgs& a, int64_t u0, int64_t u1) {
 // softmax: dx = y * (g - sum(g * y)); log_softmax: dx = g - exp(y) * sum(g); masked
 // entries take no part in the sum and get exactly 0.
 template <class T, bool LOG>
-void backward_line(const T* g, const T* y, T* dx, const uint8_t* m, int64_t ms, int64_t N) {
+void backward_line(const T* g, const T* y, T* dx, const uint8_t* m, int64_t ms, int64_t N,
+                   const T* gnext, const T* ynext, bool stream) {
     typedef S_t<T> S;
     typedef V_t<T> V;
     typename AccOf<S>::type acc;
@@ -268,10 +284,12 @@ void backward_line(const T* g, const T* y, T* dx, const uint8_t* m, int64_t ms, 
     });
     const V vs = splat(S(acc.total()));
     each<T>(N, [&](int64_t i, int64_t k) {
+        prefetch_next(gnext, i);
+        prefetch_next(ynext, i);
         V gv = ld(g + i, k, S(0)), yv = ld(y + i, k, S(0));
         V r = LOG ? gv - exp(yv) * vs : yv * (gv - vs);
         if (m) r = mask_of<T>(m + i * ms, ms, k) ? r : V{};
-        st(dx + i, r, k);
+        st_out(dx + i, r, k, stream);
     });
 }
 
@@ -283,16 +301,32 @@ bool backward_rows_t(const NormArgs& a, int64_t u0, int64_t u1) {
         const T* y = static_cast<const T*>(a.b.data) + p * a.b.s.p + q * a.b.s.q;
         T* dx = static_cast<T*>(a.out) + p * a.so.p + q * a.so.q;
         const uint8_t* m = a.mask ? a.mask + p * a.sm.p + q * a.sm.q : nullptr;
-        backward_line<T, LOG>(g, y, dx, m, a.sm.n, a.N);
+        const int64_t un = u + 1, pn = un / a.Q, qn = un % a.Q;
+        const bool more = un < u1;
+        const T* gn = more ? static_cast<const T*>(a.a.data) + pn * a.a.s.p + qn * a.a.s.q : nullptr;
+        const T* yn = more ? static_cast<const T*>(a.b.data) + pn * a.b.s.p + qn * a.b.s.q : nullptr;
+        backward_line<T, LOG>(g, y, dx, m, a.sm.n, a.N, gn, yn, a.stream);
     }
+    if (a.stream) fence();
     return true;
 }
 
 // ================================================================ columns
-// A tile: TILE = KV vectors of neighbouring columns (unit stride along q), walked down
-// the N rows of the softmax axis; every column keeps its own statistics in its lane.
-// The tile's rows stay in cache between the passes, so memory sees one read of each
-// input and one write of the result.
+// One non-last axis (unit stride along Q): a slab of SLAB neighbouring columns of one p,
+// streamed row by row (n), each column's statistics in its lane. Two passes over the
+// slab: the maximum and the sum of exp(x - max) in one pass, online (where a lane's
+// maximum grows, its partial sums are scaled by exp(old - new), which for most data
+// happens in the first few rows only), then the result. Each pass reads whole
+// contiguous row segments, as the memory's prefetchers like; the column statistics
+// (SLAB values each) stay in L1. Memory sees two reads of x and one write, and each
+// element takes two exps: keeping whole columns in cache instead (tiles of N rows)
+// was slower here, the strided first pass waiting on memory, and so was keeping
+// exp(x - a block's max) in the output for a last rescaling pass (one exp, but two
+// more passes over the output); profile_numpy.py "columns" has the figures.
+constexpr int64_t SLAB_AHEAD = 2;  // rows ahead that a pass asks the cache for
+
+template <class T> constexpr int64_t slab() { return sd::SLAB_BYTES / (int64_t)sizeof(S_t<T>); }
+
 template <class T>
 struct Tile {
     int nv;        // vectors in this tile (the last tile of a row may be narrower)
@@ -317,141 +351,180 @@ inline void prefetch_row(const T* p, int64_t width) {
     for (int64_t b = 0; b < width * (int64_t)sizeof(T); b += 64) __builtin_prefetch(c + b);
 }
 
-template <class T, bool LOG>
-void forward_tile(const T* x, int64_t sx, T* y, int64_t sy, const uint8_t* m, int64_t smn,
-                  int64_t smq, int64_t N, int64_t width, S_t<T> hi, float* scratch) {
-    typedef S_t<T> S;
-    typedef V_t<T> V;
-    typedef typename StashOf<T>::type W;
-    constexpr int L = Traits<T>::lanes;
-    const Tile<T> tl = tile_at<T>(width);
-    const V ninf = splat(-inf_of<S>());
-    // the stash: the output rows, or a float32 scratch tile of N x (KV * L) for float16
-    W* stash = sizeof(T) == 2 ? reinterpret_cast<W*>(scratch) : reinterpret_cast<W*>(y);
-    const int64_t sst = sizeof(T) == 2 ? (int64_t)KV * L : sy;
+inline int64_t tiles_per_row(int64_t Q, int64_t tile) { return (Q + tile - 1) / tile; }
 
-    V vmax[KV];
-    for (int j = 0; j < KV; ++j) vmax[j] = splat(Lim<S>::lowest);
-    for (int64_t n = 0; n < N; ++n) {
-        const T* xr = x + n * sx;
-        if (n + PREFETCH_ROWS < N) prefetch_row(xr + PREFETCH_ROWS * sx, width);
-        for (int j = 0; j < tl.nv; ++j) {
-            V v = ld(xr + j * L, tl.lanes(j), -inf_of<S>());
-            if (m) v = mask_of<T>(m + n * smn + j * L * smq, smq, tl.lanes(j)) ? v : ninf;
-            vmax[j] = max(vmax[j], v);
-        }
-    }
-    V vsh[KV];
-    for (int j = 0; j < tl.nv; ++j) {
-        const V keep = splat(S(0));
-        vsh[j] = vmax[j];
-        if (!LOG) vsh[j] = ((vmax[j] >= splat(S(-LN2))) & (vmax[j] <= splat(hi))) ? keep : vmax[j];
-    }
-    typename AccOf<S>::type acc[KV];
-    for (int64_t n = 0; n < N; ++n) {
-        const T* xr = x + n * sx;
-        for (int j = 0; j < tl.nv; ++j) {
-            V v = ld(xr + j * L, tl.lanes(j), -inf_of<S>());
-            if (m) v = mask_of<T>(m + n * smn + j * L * smq, smq, tl.lanes(j)) ? v : ninf;
-            V e = exp(v - vsh[j]);
-            acc[j].add(e);
-            if (!LOG) st(stash + n * sst + j * L, e, tl.lanes(j));
-        }
-    }
-    V div[KV];
-    for (int j = 0; j < tl.nv; ++j) {
-        div[j] = acc[j].lanes();
-        if (LOG) {
-            for (int i = 0; i < L; ++i) div[j][i] = S(std::log(acc[j].lane(i)));
-        }
-    }
-    for (int64_t n = 0; n < N; ++n) {
-        for (int j = 0; j < tl.nv; ++j) {
-            const int64_t k = tl.lanes(j);
-            V r = LOG ? (ld(x + n * sx + j * L, k, S(0)) - vmax[j]) - div[j]
-                      : ld(stash + n * sst + j * L, k, S(0)) / div[j];
-            if (m) r = mask_of<T>(m + n * smn + j * L * smq, smq, k) ? r : (LOG ? ninf : V{});
-            st(y + n * sy + j * L, r, k);
-        }
+// The statistics of one slab: the running max and sum of each column (partial sums in
+// the compute dtype, folded into float64 every SEGMENT rows).
+template <class T>
+struct SlabStats {
+    S_t<T>* mx;
+    S_t<T>* part;
+    double* total;
+};
+
+template <class T>
+inline void fold(const SlabStats<T>& ss, int64_t width) {
+    for (int64_t i = 0; i < width; ++i) {
+        ss.total[i] += (double)ss.part[i];
+        ss.part[i] = S_t<T>(0);
     }
 }
 
-inline int64_t tiles_per_row(int64_t Q, int64_t tile) { return (Q + tile - 1) / tile; }
-
 template <class T, bool LOG>
-bool forward_cols_t(const NormArgs& a, int64_t u0, int64_t u1) {
-    constexpr int64_t TILE = (int64_t)KV * Traits<T>::lanes;
-    float* scratch = nullptr;
-    if (need_scratch<T>(!LOG)) {
-        scratch = static_cast<float*>(std::malloc(sizeof(float) * (size_t)(a.N * TILE)));
-        if (!scratch) return false;
+void forward_slab(const T* x, int64_t sx, T* y, int64_t sy, const uint8_t* m, int64_t smn,
+                  int64_t smq, int64_t N, int64_t width, S_t<T> hi, const SlabStats<T>& ss,
+                  bool stream) {
+    typedef S_t<T> S;
+    typedef V_t<T> V;
+    const V ninf = splat(-inf_of<S>());
+    auto value = [&](int64_t n, int64_t i, int64_t k) {
+        V v = ld(x + n * sx + i, k, -inf_of<S>());
+        return m ? (mask_of<T>(m + n * smn + i * smq, smq, k) ? v : ninf) : v;
+    };
+    for (int64_t i = 0; i < width; ++i) {
+        ss.mx[i] = Lim<S>::lowest;
+        ss.part[i] = S(0);
+        ss.total[i] = 0.0;
     }
-    const S_t<T> hi = S_t<T>(Lim<S_t<T>>::log_inv_tiny - std::log((double)a.N));
-    const int64_t per = tiles_per_row(a.Q, TILE);
-    for (int64_t u = u0; u < u1; ++u) {
-        const int64_t p = u / per, q0 = (u % per) * TILE;
-        const int64_t width = a.Q - q0 < TILE ? a.Q - q0 : TILE;
-        const T* x = static_cast<const T*>(a.a.data) + p * a.a.s.p + q0;
-        T* y = static_cast<T*>(a.out) + p * a.so.p + q0;
-        const uint8_t* m = a.mask ? a.mask + p * a.sm.p + q0 * a.sm.q : nullptr;
-        forward_tile<T, LOG>(x, a.a.s.n, y, a.so.n, m, a.sm.n, a.sm.q, a.N, width, hi, scratch);
+    for (int64_t n = 0; n < N; ++n) {
+        const T* ahead = n + SLAB_AHEAD < N ? x + (n + SLAB_AHEAD) * sx : nullptr;
+        each<T>(width, [&](int64_t i, int64_t k) {
+            prefetch_next(ahead, i);
+            V v = value(n, i, k);
+            V mv = ld(ss.mx + i, k, Lim<S>::lowest);
+            V ps = ld(ss.part + i, k, S(0));
+            if (__builtin_expect(any(v > mv), 0)) {  // a lane's maximum grows: rescale it
+                V nm = max(mv, v);
+                V f = exp(mv - nm);
+                ps *= f;
+                for (int64_t l = 0; l < k; ++l) ss.total[i + l] *= (double)f[l];
+                mv = nm;
+                st(ss.mx + i, mv, k);
+            }
+            st(ss.part + i, ps + exp(v - mv), k);
+        });
+        if ((n + 1) % SEGMENT == 0) fold(ss, width);
     }
-    std::free(scratch);
+    fold(ss, width);
+    // the shift and the divisor (log: the log-sum) of each column; softmax takes its
+    // columns whose maximum is in [-ln 2, hi] unshifted, as the rows kernel does, with
+    // the sum of exp(x) = sum of exp(x - max) * exp(max) in float64, rounded once
+    for (int64_t i = 0; i < width; ++i) {
+        const S mx = ss.mx[i];
+        if (LOG) {
+            ss.part[i] = S(std::log(ss.total[i]));
+        } else if (mx >= -LN2 && mx <= hi) {
+            ss.part[i] = S(ss.total[i] * std::exp((double)mx));
+            ss.mx[i] = S(0);
+        } else {
+            ss.part[i] = S(ss.total[i]);
+        }
+    }
+    for (int64_t n = 0; n < N; ++n) {
+        const T* ahead = n + SLAB_AHEAD < N ? x + (n + SLAB_AHEAD) * sx : nullptr;
+        each<T>(width, [&](int64_t i, int64_t k) {
+            prefetch_next(ahead, i);
+            V v = value(n, i, k), mv = ld(ss.mx + i, k, S(0)), d = ld(ss.part + i, k, S(1));
+            V r = LOG ? (v - mv) - d : exp(v - mv) / d;
+            if (m) r = mask_of<T>(m + n * smn + i * smq, smq, k) ? r : (LOG ? ninf : V{});
+            st_out(y + n * sy + i, r, k, stream);
+        });
+    }
+}
+
+template <class T>
+bool slab_scratch(SlabStats<T>& st) {
+    constexpr int64_t W = slab<T>();
+    char* p = static_cast<char*>(std::malloc((size_t)W * (2 * sizeof(S_t<T>) + sizeof(double))));
+    if (!p) return false;
+    st.total = reinterpret_cast<double*>(p);
+    st.mx = reinterpret_cast<S_t<T>*>(p + W * sizeof(double));
+    st.part = st.mx + W;
     return true;
 }
 
 template <class T, bool LOG>
-void backward_tile(const T* g, int64_t sg, const T* y, int64_t sy, T* dx, int64_t sd,
-                   const uint8_t* m, int64_t smn, int64_t smq, int64_t N, int64_t width) {
+bool forward_cols_t(const NormArgs& a, int64_t u0, int64_t u1) {
+    constexpr int64_t W = slab<T>();
+    SlabStats<T> st;
+    if (!slab_scratch(st)) return false;
+    const S_t<T> hi = S_t<T>(Lim<S_t<T>>::log_inv_tiny - std::log((double)a.N));
+    const int64_t per = tiles_per_row(a.Q, W);
+    for (int64_t u = u0; u < u1; ++u) {
+        const int64_t p = u / per, q0 = (u % per) * W;
+        const int64_t width = a.Q - q0 < W ? a.Q - q0 : W;
+        const T* x = static_cast<const T*>(a.a.data) + p * a.a.s.p + q0;
+        T* y = static_cast<T*>(a.out) + p * a.so.p + q0;
+        const uint8_t* m = a.mask ? a.mask + p * a.sm.p + q0 * a.sm.q : nullptr;
+        forward_slab<T, LOG>(x, a.a.s.n, y, a.so.n, m, a.sm.n, a.sm.q, a.N, width, hi, st,
+                             a.stream);
+    }
+    if (a.stream) fence();
+    std::free(st.total);
+    return true;
+}
+
+// The backward: sum(g * y) (softmax) or sum(g) (log_softmax) per column, then dx.
+template <class T, bool LOG>
+void backward_slab(const T* g, int64_t sg, const T* y, int64_t sy, T* dx, int64_t sd,
+                   const uint8_t* m, int64_t smn, int64_t smq, int64_t N, int64_t width,
+                   const SlabStats<T>& ss, bool stream) {
     typedef S_t<T> S;
     typedef V_t<T> V;
-    constexpr int L = Traits<T>::lanes;
-    const Tile<T> tl = tile_at<T>(width);
-    typename AccOf<S>::type acc[KV];
-    for (int64_t n = 0; n < N; ++n) {
-        if (n + PREFETCH_ROWS < N) {
-            prefetch_row(g + (n + PREFETCH_ROWS) * sg, width);
-            if (!LOG) prefetch_row(y + (n + PREFETCH_ROWS) * sy, width);
-        }
-        for (int j = 0; j < tl.nv; ++j) {
-            const int64_t k = tl.lanes(j);
-            V gv = ld(g + n * sg + j * L, k, S(0));
-            if (m) gv = mask_of<T>(m + n * smn + j * L * smq, smq, k) ? gv : V{};
-            if (LOG) {
-                acc[j].add(gv);
-            } else {
-                V yv = ld(y + n * sy + j * L, k, S(0));
-                if (m) yv = mask_of<T>(m + n * smn + j * L * smq, smq, k) ? yv : V{};
-                acc[j].add_prod(gv, yv);
-            }
-        }
+    for (int64_t i = 0; i < width; ++i) {
+        ss.part[i] = S(0);
+        ss.total[i] = 0.0;
     }
-    V vs[KV];
-    for (int j = 0; j < tl.nv; ++j) vs[j] = acc[j].lanes();
     for (int64_t n = 0; n < N; ++n) {
-        for (int j = 0; j < tl.nv; ++j) {
-            const int64_t k = tl.lanes(j);
-            V gv = ld(g + n * sg + j * L, k, S(0)), yv = ld(y + n * sy + j * L, k, S(0));
-            V r = LOG ? gv - exp(yv) * vs[j] : yv * (gv - vs[j]);
-            if (m) r = mask_of<T>(m + n * smn + j * L * smq, smq, k) ? r : V{};
-            st(dx + n * sd + j * L, r, k);
-        }
+        const bool more = n + SLAB_AHEAD < N;
+        const T* ga = more ? g + (n + SLAB_AHEAD) * sg : nullptr;
+        const T* ya = more && !LOG ? y + (n + SLAB_AHEAD) * sy : nullptr;
+        each<T>(width, [&](int64_t i, int64_t k) {
+            prefetch_next(ga, i);
+            prefetch_next(ya, i);
+            V gv = ld(g + n * sg + i, k, S(0));
+            if (!LOG) gv *= ld(y + n * sy + i, k, S(0));
+            if (m) gv = mask_of<T>(m + n * smn + i * smq, smq, k) ? gv : V{};
+            st(ss.part + i, ld(ss.part + i, k, S(0)) + gv, k);
+        });
+        if ((n + 1) % SEGMENT == 0) fold(ss, width);
+    }
+    fold(ss, width);
+    for (int64_t i = 0; i < width; ++i) ss.part[i] = S(ss.total[i]);
+    for (int64_t n = 0; n < N; ++n) {
+        const bool more = n + SLAB_AHEAD < N;
+        const T* ga = more ? g + (n + SLAB_AHEAD) * sg : nullptr;
+        const T* ya = more ? y + (n + SLAB_AHEAD) * sy : nullptr;
+        each<T>(width, [&](int64_t i, int64_t k) {
+            prefetch_next(ga, i);
+            prefetch_next(ya, i);
+            V gv = ld(g + n * sg + i, k, S(0)), yv = ld(y + n * sy + i, k, S(0));
+            V s = ld(ss.part + i, k, S(0));
+            V r = LOG ? gv - exp(yv) * s : yv * (gv - s);
+            if (m) r = mask_of<T>(m + n * smn + i * smq, smq, k) ? r : V{};
+            st_out(dx + n * sd + i, r, k, stream);
+        });
     }
 }
 
 template <class T, bool LOG>
 bool backward_cols_t(const NormArgs& a, int64_t u0, int64_t u1) {
-    constexpr int64_t TILE = (int64_t)KV * Traits<T>::lanes;
-    const int64_t per = tiles_per_row(a.Q, TILE);
+    constexpr int64_t W = slab<T>();
+    SlabStats<T> st;
+    if (!slab_scratch(st)) return false;
+    const int64_t per = tiles_per_row(a.Q, W);
     for (int64_t u = u0; u < u1; ++u) {
-        const int64_t p = u / per, q0 = (u % per) * TILE;
-        const int64_t width = a.Q - q0 < TILE ? a.Q - q0 : TILE;
+        const int64_t p = u / per, q0 = (u % per) * W;
+        const int64_t width = a.Q - q0 < W ? a.Q - q0 : W;
         const T* g = static_cast<const T*>(a.a.data) + p * a.a.s.p + q0;
         const T* y = static_cast<const T*>(a.b.data) + p * a.b.s.p + q0;
         T* dx = static_cast<T*>(a.out) + p * a.so.p + q0;
         const uint8_t* m = a.mask ? a.mask + p * a.sm.p + q0 * a.sm.q : nullptr;
-        backward_tile<T, LOG>(g, a.a.s.n, y, a.b.s.n, dx, a.so.n, m, a.sm.n, a.sm.q, a.N, width);
+        backward_slab<T, LOG>(g, a.a.s.n, y, a.b.s.n, dx, a.so.n, m, a.sm.n, a.sm.q, a.N, width,
+                              st, a.stream);
     }
+    if (a.stream) fence();
+    std::free(st.total);
     return true;
 }
 

@@ -6,8 +6,8 @@
 // axes before it, Q the axes after it, with strides in elements of the array's own type.
 // The "rows" kernels need unit stride along N (vectors run along a row); the "columns"
 // kernels need unit stride along Q (vectors run across Q neighbouring columns). Work is
-// cut into units: a rows unit is one line (p, q), u = p * Q + q; a columns unit is a tile
-// of `tile` columns of one p, u = p * ceil(Q / tile) + t. A call computes units
+// cut into units: a rows unit is one line (p, q), u = p * Q + q; a columns unit is a slab
+// (or, for cross-entropy, a tile) of neighbouring columns of one p, u = p * ceil(Q / w) + t. A call computes units
 // [u0, u1); callers share units among threads, and a unit's result never depends on
 // which other units run, or where.
 #pragma once
@@ -17,6 +17,12 @@
 namespace sd {
 
 enum Dtype : int { F16 = 0, F32 = 1, F64 = 2 };
+
+// The columns kernels of softmax and log_softmax (and their backward passes) work on
+// slabs of this many bytes of compute values (float32 for float16) per row segment;
+// cross-entropy's columns kernel on tiles of Table::tile_vectors vectors.
+constexpr int64_t SLAB_BYTES = 2048;
+inline int64_t slab_lanes(int dtype) { return SLAB_BYTES / (dtype == F64 ? 8 : 4); }
 
 struct Strides {
     int64_t p, n, q;
@@ -37,6 +43,7 @@ struct NormArgs {
     Strides sm;
     int dtype;
     bool log;
+    bool stream;  // the output is large: stored past the cache
 };
 
 // softmax cross-entropy over the class axis N (C classes), one sample per (p, q).

@@ -187,6 +187,10 @@ constexpr int64_t PARALLEL_MIN_BYTES = 1 << 16;
 //: page of a fresh result that two threads write at once is zeroed by one while the
 //: other waits.
 constexpr int64_t CHUNK_MIN_BYTES = 1 << 14, CHUNK_MAX_BYTES = 1 << 22;
+//: Results at least this large are stored past the cache: they would not stay in it, and
+//: the lines they overwrite need not be read first (glibc's memcpy switches at about
+//: 3/4 of the shared cache per thread; ``python benchmarks/profile_numpy.py``, "streaming").
+constexpr int64_t STREAM_MIN_BYTES = 1 << 24;
 const char* const THREADS_ENV = "SOFTMAX_DISPATCH_NUM_THREADS";
 
 int cores() {
@@ -316,6 +320,7 @@ PyObject* fast_forward(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     a.so = {n, 1, 0};
     a.dtype = code;
     a.log = log;
+    a.stream = PyArray_NBYTES(y) >= STREAM_MIN_BYTES;
     Job j;
     j.units = a.P;
     j.norm = g_table->forward_rows;
@@ -357,6 +362,7 @@ PyObject* fast_backward(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     a.so = {n, 1, 0};
     a.dtype = code;
     a.log = log;
+    a.stream = PyArray_NBYTES(d) >= STREAM_MIN_BYTES;
     Job j;
     j.units = a.P;
     j.norm = g_table->backward_rows;
@@ -427,11 +433,12 @@ PyObject* norm(PyObject*, PyObject* args) {
     if (!inside(a, P, N, Q, k.a.s, backward ? "grad" : "x") || !inside(out, P, N, Q, k.so, "out") ||
         (b && !inside(b, P, N, Q, k.b.s, "y")) || (m && !inside(m, P, N, Q, k.sm, "mask")))
         return nullptr;
-    const int64_t tile = tile_of(k.dtype);
+    const int64_t tile = sd::slab_lanes(k.dtype);
     k.a.data = PyArray_DATA(a);
     k.b.data = b ? PyArray_DATA(b) : nullptr;
     k.out = PyArray_DATA(out);
     k.mask = m ? static_cast<const uint8_t*>(PyArray_DATA(m)) : nullptr;
+    k.stream = P * N * Q * (int64_t)PyArray_ITEMSIZE(out) >= STREAM_MIN_BYTES;
     const sd::Table* t = g_table;
     Job j;
     j.units = cols ? P * ((Q + tile - 1) / tile) : P * Q;
@@ -673,7 +680,7 @@ PyMethodDef methods[] = {
     {"isa", isa, METH_NOARGS, "the instruction set the kernels run"},
     {"isas", isas, METH_NOARGS, "(name, supported by this CPU) for each set built, widest first"},
     {"use_isa", use_isa, METH_O, "use_isa(name): run that set's kernels; returns the previous"},
-    {"tile", tile, METH_O, "tile(dtype_code): columns per tile of the columns kernels"},
+    {"tile", tile, METH_O, "tile(dtype_code): columns per tile of cross-entropy's columns kernel"},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -150,6 +150,35 @@ inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
 inline void store(double* p, vd v) { std::memcpy(p, &v, sizeof v); }
 inline void store(half_t* p, vf v) { store_half(p, v); }
 
+// Stores that bypass the cache (the line is not read first), where the address is
+// aligned; a plain store elsewhere. `fence()` before the stored values are shared.
+inline void store_stream(float* p, vf v) {
+#if defined(__AVX512F__) && SD_VBYTES == 64
+    if (((uintptr_t)p & 63) == 0) return _mm512_stream_ps(p, bits<__m512>(v));
+#elif defined(__AVX__) && SD_VBYTES == 32
+    if (((uintptr_t)p & 31) == 0) return _mm256_stream_ps(p, bits<__m256>(v));
+#elif defined(__SSE2__) && SD_VBYTES == 16
+    if (((uintptr_t)p & 15) == 0) return _mm_stream_ps(p, bits<__m128>(v));
+#endif
+    store(p, v);
+}
+inline void store_stream(double* p, vd v) {
+#if defined(__AVX512F__) && SD_VBYTES == 64
+    if (((uintptr_t)p & 63) == 0) return _mm512_stream_pd(p, bits<__m512d>(v));
+#elif defined(__AVX__) && SD_VBYTES == 32
+    if (((uintptr_t)p & 31) == 0) return _mm256_stream_pd(p, bits<__m256d>(v));
+#elif defined(__SSE2__) && SD_VBYTES == 16
+    if (((uintptr_t)p & 15) == 0) return _mm_stream_pd(p, bits<__m128d>(v));
+#endif
+    store(p, v);
+}
+inline void store_stream(half_t* p, vf v) { store(p, v); }  // (half as wide: plain stores)
+inline void fence() {
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
+}
+
 template <class T>
 inline typename Traits<T>::vec load_part(const T* p, int64_t k, typename Traits<T>::scalar fill) {
     T buf[Traits<T>::lanes];
