@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = [
     "Resolved",
     "generic_kernels",
     "kernel_variant",
+    "quick",
     "resolve",
     "use_backend",
 ]
@@ -74,6 +75,11 @@ class Resolved:
     device: Callable[[Any], Any] = array_api_compat.device
     cheap_reads: Callable[[Any], bool] | None = None
     accepts: Callable[[Any], bool] | None = None
+    #: The backend runs on one device: arrays it owns cannot come from two.
+    single_device: bool = False
+    #: dtypes a call found to be real floating (filled as calls see them), so that the
+    #: common call asks nothing of the namespace.
+    floats: set[Any] = field(default_factory=set, compare=False)
 
     def takes(self, label: str, a: object) -> bool:
         """Whether ``a`` may come with this backend's arrays: owned, or accepted as it is
@@ -91,6 +97,9 @@ class _Cache:
     generation: int
     by_type: dict[type, Resolved | None]
     by_name: dict[str, Resolved]
+    #: Owners for `quick`: array types (never an ndarray subclass) already dispatched by
+    #: ownership to a backend with a namespace of its own.
+    quick: dict[type, Resolved] = field(default_factory=dict)
 
 
 _cache = _Cache(-1, {}, {})
@@ -134,12 +143,14 @@ def _make(ent: Any) -> Resolved:
     paths = {"generic": generic}
     for name, table in ent.backend.variant_tables().items():
         paths[name] = {**generic, **table}
+    devices, reason = _plugins.probe(ent)
     return Resolved(
         name=ent.backend.name,
         owns=ent.backend.owns,
         xp=_plugins.namespace_of(ent),
         kernels=fused,
         paths=paths,
+        single_device=reason is None and len(devices) == 1,
         device=ent.backend.device_of or array_api_compat.device,
         cheap_reads=ent.backend.cheap_reads,
         accepts=ent.backend.accepts,
@@ -237,6 +248,8 @@ def resolve(
                     f"one call must come from one library; convert {lbl} with "
                     f"{type_name(x).split('.')[0]}'s asarray (or from_dlpack) on {primary}'s device"
                 )
+    if name is None and res.xp is not None:
+        cache.quick[type(x)] = res  # (x is the plain array: a subclass never lands here)
     xp = res.xp if res.xp is not None else array_api_compat.array_namespace(x)
     if others:
         _same_device(res.device, x, others, primary)
@@ -245,6 +258,17 @@ def resolve(
         if path is not None:
             res = dataclasses.replace(res, kernels=res.paths.get(path, res.kernels))
     return res, xp
+
+
+def quick(x: object) -> Resolved | None:
+    """The backend of a call on ``x`` that names none, while no `use_backend` or
+    `kernel_variant` block is open and ``SOFTMAX_DISPATCH_BACKEND`` is unset: the owner
+    of ``type(x)`` that an earlier call found, or None, when `resolve` must run (the
+    first call on a type, a registry change, strict mode with a broken plugin)."""
+    cache = _cache
+    if _open_blocks or _env_value is not None or cache.generation != _plugins._registry.generation:
+        return None
+    return cache.quick.get(type(x))
 
 
 def _refuse_none(label: str, obj: object) -> None:
