@@ -42,12 +42,15 @@ def _optional(**arrays: Any) -> tuple[tuple[str, Any], ...]:
 
 
 # The common call — an array of a type dispatched before, real floating, one int axis in
-# range, nothing else given — goes from the public function to the kernel in one trip:
+# range, nothing else given (or backend= naming the array's owner) — goes from the
+# public function to the kernel in one trip:
 # no validation beyond those checks, each a type test or a look-up (`quick`). Anything
 # else takes the full path, which resolves and validates every argument.
-def _quick_forward(op: str, x: Array, axis: Any) -> Array | None:
+def _quick_forward(op: str, x: Array, axis: Any, backend: str | None) -> Array | None:
     res = quick(x)
     if res is None or type(axis) is not int:
+        return None
+    if backend is not None and (backend != res.name or not res.available):
         return None
     try:
         if x.dtype not in res.floats:
@@ -60,9 +63,11 @@ def _quick_forward(op: str, x: Array, axis: Any) -> Array | None:
     return res.kernels[op](res.xp, x, (axis % nd,), None, None)
 
 
-def _quick_backward(op: str, grad: Array, y: Array, axis: Any) -> Array | None:
+def _quick_backward(op: str, grad: Array, y: Array, axis: Any, backend: str | None) -> Array | None:
     res = quick(grad)
     if res is None or not res.single_device or type(y) is not type(grad) or type(axis) is not int:
+        return None
+    if backend is not None and (backend != res.name or not res.available):
         return None
     dt = y.dtype
     try:
@@ -252,8 +257,8 @@ def softmax(
     """
     if other:
         refuse_keywords(softmax, other)
-    if where is None and dtype is None and out is None and backend is None:
-        y = _quick_forward("softmax", x, axis)
+    if where is None and dtype is None and out is None:
+        y = _quick_forward("softmax", x, axis, backend)
         if y is not None:
             return y
     return _forward("softmax", x, axis, where, dtype, out, backend)
@@ -345,8 +350,8 @@ def log_softmax(
     """
     if other:
         refuse_keywords(log_softmax, other)
-    if where is None and dtype is None and out is None and backend is None:
-        y = _quick_forward("log_softmax", x, axis)
+    if where is None and dtype is None and out is None:
+        y = _quick_forward("log_softmax", x, axis, backend)
         if y is not None:
             return y
     return _forward("log_softmax", x, axis, where, dtype, out, backend)
@@ -453,8 +458,8 @@ def softmax_backward(
     """
     if other:
         refuse_keywords(softmax_backward, other)
-    if where is None and out is None and backend is None:
-        dx = _quick_backward("softmax_backward", grad, y, axis)
+    if where is None and out is None:
+        dx = _quick_backward("softmax_backward", grad, y, axis, backend)
         if dx is not None:
             return dx
     return _backward("softmax_backward", grad, y, axis, where, out, backend)
@@ -533,8 +538,8 @@ def log_softmax_backward(
     """
     if other:
         refuse_keywords(log_softmax_backward, other)
-    if where is None and out is None and backend is None:
-        dx = _quick_backward("log_softmax_backward", grad, y, axis)
+    if where is None and out is None:
+        dx = _quick_backward("log_softmax_backward", grad, y, axis, backend)
         if dx is not None:
             return dx
     return _backward("log_softmax_backward", grad, y, axis, where, out, backend)

@@ -75,6 +75,8 @@ class Resolved:
     device: Callable[[Any], Any] = array_api_compat.device
     cheap_reads: Callable[[Any], bool] | None = None
     accepts: Callable[[Any], bool] | None = None
+    #: The backend can run here (``backend=`` naming one that cannot is an error).
+    available: bool = True
     #: The backend runs on one device: arrays it owns cannot come from two.
     single_device: bool = False
     #: dtypes a call found to be real floating (filled as calls see them), so that the
@@ -150,6 +152,7 @@ def _make(ent: Any) -> Resolved:
         xp=_plugins.namespace_of(ent),
         kernels=fused,
         paths=paths,
+        available=reason is None,
         single_device=reason is None and len(devices) == 1,
         device=ent.backend.device_of or array_api_compat.device,
         cheap_reads=ent.backend.cheap_reads,

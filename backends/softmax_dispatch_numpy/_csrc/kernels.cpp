@@ -81,9 +81,11 @@ inline M_t<T> mask_of(const uint8_t* p, int64_t step, int64_t k) {
 // never depends on where the row lies or what else is computed.
 constexpr int SEGMENT = 32;
 struct AccF {
+    static constexpr int SEG = SEGMENT;  // vectors per segment (see `each_seg`)
     vf seg{};
     int count = 0;
     vd lo{}, hi{};
+    void add_raw(vf v) { seg += v; }  // (the caller flushes every SEG vectors)
     void flush() {
         vd a, b;
         widen(seg, a, b);
@@ -118,8 +120,14 @@ struct AccF {
     }
 };
 struct AccD {
+    static constexpr int SEG = 64;
     vd acc[4] = {}, tot{};  // four interleaved partial sums per lane, then the blocks
     int count = 0;
+    void add_raw(vd v) { acc[0] += v; }
+    void flush() {
+        tot += acc[0];
+        acc[0] = vd{};
+    }
     void add(vd v) {
         acc[count & 3] += v;
         if (++count == 4 * 64) fold();
@@ -189,6 +197,22 @@ inline void each(int64_t n, F&& f) {
     if (i < n) f(i, n - i);
 }
 
+// `each`, with g() after every Acc::SEG full vectors (from the row's start: segment
+// boundaries depend on the element's index only).
+template <class T, class Acc, class F, class G>
+inline void each_seg(int64_t n, F&& f, G&& g) {
+    constexpr int L = Traits<T>::lanes;
+    const int64_t full = n - n % L;
+    int64_t i = 0;
+    while (i < full) {
+        const int64_t stop = i + (int64_t)Acc::SEG * L < full ? i + (int64_t)Acc::SEG * L : full;
+#pragma GCC unroll 2
+        for (; i < stop; i += L) f(i, (int64_t)L);
+        g();
+    }
+    if (i < n) f(i, n - i);
+}
+
 template <class T> inline S_t<T> one(const T* p) { return *p; }
 template <> inline float one<half_t>(const half_t* p) { return load_part(p, 1, 0.0f)[0]; }
 
@@ -198,25 +222,53 @@ void forward_line(const T* x, T* y, const uint8_t* m, int64_t ms, int64_t N, S_t
                   S_t<T>* stash, const T* next, bool stream) {
     typedef S_t<T> S;
     typedef V_t<T> V;
-    const V ninf = splat(-inf_of<S>());
+    typedef typename AccOf<S>::type Acc;
+    const V ninf = splat(-inf_of<S>()), pinf = splat(inf_of<S>());
     auto value = [&](int64_t i, int64_t k) {  // masked entries as -inf
         V v = ld(x + i, k, -inf_of<S>());
         return m ? (mask_of<T>(m + i * ms, ms, k) ? v : ninf) : v;
     };
 
-    V vmax = splat(Lim<S>::lowest);
-    each<T>(N, [&](int64_t i, int64_t k) { vmax = max(vmax, value(i, k)); });
+    // the maximum (NaN sticks) and the minimum of the unmasked values
+    V vmax = splat(Lim<S>::lowest), vmin = pinf;
+    each<T>(N, [&](int64_t i, int64_t k) {
+        V v = ld(x + i, k, -inf_of<S>());
+        if (m) {
+            const auto keep = mask_of<T>(m + i * ms, ms, k);
+            V lo = keep ? v : pinf;
+            v = keep ? v : ninf;
+            vmin = lo < vmin ? lo : vmin;
+        } else {
+            if (k < Traits<T>::lanes)
+                for (int64_t l = k; l < Traits<T>::lanes; ++l) v[l] = Lim<S>::lowest;
+            vmin = v < vmin ? v : vmin;
+        }
+        vmax = ((v > vmax) | (v != v)) ? v : vmax;
+    });
     const S mx = hmax(vmax);
     const S shift = (!LOG && mx >= -LN2 && mx <= hi) ? S(0) : mx;
     const V vsh = splat(shift);
+    // every exp(x - shift) of the row in exp_in_range's range (no NaN, no +-inf): the
+    // range check is made once for the row
+    const S lo = hmin(vmin) - shift, top = mx - shift;
+    const bool in_range = lo >= exp_lo(S(0)) && top <= exp_hi(S(0)) && m == nullptr;
 
-    typename AccOf<S>::type acc;
-    each<T>(N, [&](int64_t i, int64_t k) {
-        prefetch_next(next, i);
-        V e = exp(value(i, k) - vsh);
-        acc.add(e);
-        if (!LOG) st(stash + i, e, k);
-    });
+    Acc acc;
+    auto sum = [&](auto&& ex) {
+        each_seg<T, Acc>(
+            N,
+            [&](int64_t i, int64_t k) {
+                prefetch_next(next, i);
+                V e = ex(value(i, k) - vsh);
+                acc.add_raw(e);
+                if (!LOG) st(stash + i, e, k);
+            },
+            [&] { acc.flush(); });
+    };
+    if (in_range)
+        sum([](V v) { return exp_in_range(v); });
+    else
+        sum([](V v) { return exp(v); });
     const double s = acc.total();
 
     if (LOG) {

@@ -27,6 +27,10 @@
 #error "SD_ISA and SD_VBYTES must be defined by the build (see CMakeLists.txt)"
 #endif
 
+// Hot helpers inlined whatever the compiler's size estimate (a call per vector costs
+// more than the exp it would save code for).
+#define SD_INLINE inline __attribute__((always_inline))
+
 namespace SD_ISA {
 
 constexpr int VB = SD_VBYTES;
@@ -196,6 +200,16 @@ inline void store_part(T* p, typename Traits<T>::vec v, int64_t k) {
 }
 
 // ------------------------------------------------------------------ reductions
+inline float hmin(vf v) {
+    float m = v[0];
+    for (int i = 1; i < NF; ++i) m = v[i] < m ? v[i] : m;
+    return m;
+}
+inline double hmin(vd v) {
+    double m = v[0];
+    for (int i = 1; i < ND; ++i) m = v[i] < m ? v[i] : m;
+    return m;
+}
 inline float hmax(vf v) {
     float m = v[0];
     for (int i = 1; i < NF; ++i) m = v[i] > m ? v[i] : m;
@@ -256,7 +270,7 @@ inline bool any(vl m) { return any(bits<vi>(m)); }
 // round once. The check comes first, so the common vector skips the clamps.
 // Error: at most 1.01 ulp over every float32 input with FMA, checked exhaustively
 // against float64 (tests/test_native.py; the measured maxima are in docs/numerics.md).
-inline vf exp_poly(vf x, vf t, vf magic) {
+SD_INLINE vf exp_poly(vf x, vf t, vf magic) {
     vf n = t - magic;
     vf r = x - n * splat(0.693359375f);
     r = r - n * splat(-2.12194440e-4f);
@@ -269,7 +283,7 @@ inline vf exp_poly(vf x, vf t, vf magic) {
     return p * r + splat(1.0f);
 }
 
-__attribute__((noinline)) inline vf exp_wide(vf x) {
+__attribute__((noinline, cold)) inline vf exp_wide(vf x) {
     const vf magic = splat(0x1.8p23f);
     x = x < splat(-104.0f) ? splat(-104.0f) : x;
     x = x > splat(89.0f) ? splat(89.0f) : x;
@@ -281,11 +295,20 @@ __attribute__((noinline)) inline vf exp_wide(vf x) {
     return (p * bits<vf>((n1 + 127u) << 23)) * bits<vf>((n2 + 127u) << 23);
 }
 
-inline vf exp(vf x) {
+// exp(x) for x known to be in [-86, 88] (no NaN): the check skipped, for rows whose
+// range the kernel has checked once (the same result as exp wherever it applies).
+SD_INLINE vf exp_in_range(vf x) {
+    const vf magic = splat(0x1.8p23f);
+    vf t = x * splat(1.44269504088896341f) + magic;
+    vi ni = bits<vi>(t) - 0x4b400000;
+    return bits<vf>(bits<vu>(exp_poly(x, t, magic)) + (bits<vu>(ni) << 23));
+}
+
+SD_INLINE vf exp(vf x) {
     const vf magic = splat(0x1.8p23f);  // 1.5 * 2**23: adding it rounds to an integer
     vf t = x * splat(1.44269504088896341f) + magic;
     vi ni = bits<vi>(t) - 0x4b400000;  // n, from the rounded sum's low bits (NaN: out)
-    if (any((ni < -125) | (ni > 127))) return exp_wide(x);
+    if (__builtin_expect(any((ni < -125) | (ni > 127)), 0)) return exp_wide(x);
     return bits<vf>(bits<vu>(exp_poly(x, t, magic)) + (bits<vu>(ni) << 23));
 }
 
@@ -293,7 +316,7 @@ inline vf exp(vf x) {
 // mpmath's Chebyshev interpolation: relative error 1.3e-17, 0.11 ulp), the same
 // scaling; exp_wide clamps to [-750, 710]. Error: within 1 ulp on the float64 samples
 // the tests check against long double.
-inline vd exp_poly(vd x, vd t, vd magic) {
+SD_INLINE vd exp_poly(vd x, vd t, vd magic) {
     vd n = t - magic;
     vd r = x - n * splat(6.93147180369123816490e-01);
     r = r - n * splat(1.90821492927058770002e-10);
@@ -311,7 +334,7 @@ inline vd exp_poly(vd x, vd t, vd magic) {
     return p * r + splat(1.0);
 }
 
-__attribute__((noinline)) inline vd exp_wide(vd x) {
+__attribute__((noinline, cold)) inline vd exp_wide(vd x) {
     const vd magic = splat(0x1.8p52);
     x = x < splat(-750.0) ? splat(-750.0) : x;
     x = x > splat(710.0) ? splat(710.0) : x;
@@ -323,11 +346,23 @@ __attribute__((noinline)) inline vd exp_wide(vd x) {
     return (p * bits<vd>((n1 + 1023u) << 52)) * bits<vd>((n2 + 1023u) << 52);
 }
 
-inline vd exp(vd x) {
+SD_INLINE vd exp_in_range(vd x) {  // x in [-707, 709], no NaN
     const vd magic = splat(0x1.8p52);
     vd t = x * splat(1.4426950408889634074) + magic;
     vl ni = bits<vl>(t) - 0x4338000000000000ll;
-    if (any((ni < -1021) | (ni > 1023))) return exp_wide(x);
+    return bits<vd>(bits<vq>(exp_poly(x, t, magic)) + (bits<vq>(ni) << 52));
+}
+// The range where exp_in_range is exp.
+inline float exp_lo(float) { return -86.0f; }
+inline float exp_hi(float) { return 88.0f; }
+inline double exp_lo(double) { return -707.0; }
+inline double exp_hi(double) { return 709.0; }
+
+SD_INLINE vd exp(vd x) {
+    const vd magic = splat(0x1.8p52);
+    vd t = x * splat(1.4426950408889634074) + magic;
+    vl ni = bits<vl>(t) - 0x4338000000000000ll;
+    if (__builtin_expect(any((ni < -1021) | (ni > 1023)), 0)) return exp_wide(x);
     return bits<vd>(bits<vq>(exp_poly(x, t, magic)) + (bits<vq>(ni) << 52));
 }
 
