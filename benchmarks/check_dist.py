@@ -1,5 +1,6 @@
 """What a published release must contain: the license, the typing marker, every package,
-and one version everywhere.
+the compiled NumPy kernels (the wheel) and their sources (the sdist), and one version
+everywhere.
 
     python benchmarks/check_dist.py dist/
 
@@ -43,6 +44,8 @@ def problems(dist: Path) -> list[str]:
         *(f"{p}/__init__.py" for p in PACKAGES),
     ]
     out += [f"wheel lacks {n}" for n in need if n not in wheel]
+    if not any(n.startswith("softmax_dispatch_numpy/_native.") for n in wheel):
+        out.append("wheel lacks the compiled NumPy kernels (softmax_dispatch_numpy/_native)")
     if not any(n.endswith("/licenses/LICENSE") for n in wheel):
         out.append("wheel lacks the LICENSE file (dist-info/licenses/LICENSE)")
     meta = next((n for n in wheel if n.endswith(".dist-info/METADATA")), None)
@@ -57,6 +60,8 @@ def problems(dist: Path) -> list[str]:
         "CHANGELOG.md",
         "softmax_dispatch/py.typed",
         "softmax_dispatch_cupy/cuda/softmax.cu",
+        "CMakeLists.txt",
+        "backends/softmax_dispatch_numpy/_csrc/kernels.cpp",
     ):
         if not any(name.endswith("/" + n) for name in names):
             out.append(f"sdist lacks {n}")

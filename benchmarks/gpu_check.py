@@ -5,9 +5,11 @@
 On a bare machine with an NVIDIA GPU and CuPy, PyTorch and nvcc already installed (no
 network needed), from a checkout of this repository:
 
-1. installs this package from the checkout without dependencies (``pip install --no-deps
-   --no-build-isolation .``; where the machine's setuptools cannot build it, a wheel is
-   put together from the checkout by hand: the same packages, data and entry points);
+1. installs this package from the checkout without dependencies or network (``pip
+   install --no-deps --no-index --no-build-isolation .``, which builds the compiled NumPy
+   kernels where scikit-build-core and CMake are installed; elsewhere a wheel is put
+   together from the checkout by hand: the same packages, data and entry points, the
+   NumPy backend on its pure kernels);
 2. ``softmax-dispatch check --backend cupy`` with ``SOFTMAX_DISPATCH_CUPY_KERNELS=fused``:
    the conformance suite on every GPU, every dtype, fused and generic kernels;
 3. ``softmax-dispatch check --backend torch --device cuda:0``: PyTorch on CUDA;
@@ -82,34 +84,29 @@ def _record(path: Path, line: str) -> None:
 
 # ------------------------------------------------------------------------ installing
 def _hand_wheel(dest: Path) -> Path:
-    """A wheel of the checkout (packages, package data, entry points), made without
-    setuptools: for machines whose setuptools is older than the build needs."""
+    """A wheel of the checkout (packages, package data, entry points; no compiled
+    kernels), made without a build backend: for machines that cannot build the package."""
     try:
         import tomllib  # Python 3.11+
     except ImportError:
         raise SystemExit(
             "gpu_check: pip could not build the package (see install.txt) and building it by "
-            "hand needs Python 3.11+ (tomllib); install setuptools>=77 and run again"
+            "hand needs Python 3.11+ (tomllib); install scikit-build-core and run again"
         ) from None
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    tool = project["tool"]["setuptools"]
     meta = project["project"]
     version = _version()
     name = meta["name"].replace("-", "_")
     dist_info = f"{name}-{version}.dist-info"
     files: dict[str, bytes] = {}
-    for package in tool["packages"]:
-        top = package.split(".")[0]
-        base = ROOT / tool.get("package-dir", {}).get(top, top)
-        src = base.joinpath(*package.split(".")[1:])
-        patterns = ["*.py", *tool.get("package-data", {}).get(package, [])]
-        for pattern in patterns:
-            for path in src.glob(pattern):
-                if path.is_file():
-                    files[f"{package.replace('.', '/')}/{path.relative_to(src).as_posix()}"] = (
-                        path.read_bytes()
-                    )
+    for package_dir in project["tool"]["scikit-build"]["wheel"]["packages"]:
+        src = ROOT / package_dir
+        for path in sorted(src.rglob("*")):
+            rel = path.relative_to(src)
+            if not path.is_file() or rel.parts[0] == "_csrc" or "__pycache__" in rel.parts:
+                continue
+            files[f"{src.name}/{rel.as_posix()}"] = path.read_bytes()
     groups = meta.get("entry-points", {})
     entry = "".join(
         f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()) + "\n"

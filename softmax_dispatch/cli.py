@@ -32,6 +32,7 @@ def _backends_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             "version": b.version,
             "reason": b.reason,
             "description": b.description,
+            "kernels": b.kernels_status,
         }
         for b in _plugins.backends()
     ]
@@ -73,7 +74,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
     print(_table(["backend", "available", "devices", "priority", "distribution"], table))
     print("\nwhat each runs:")
     for r in rows:
-        print(_wrapped(f"{r['name']}: {r['description'] or '-'}"))
+        kernels = f" (kernels: {r['kernels']})" if r["kernels"] else ""
+        print(_wrapped(f"{r['name']}: {r['description'] or '-'}{kernels}"))
     unavailable = [r for r in rows if r["reason"]]
     if unavailable:
         print("\nwhy unavailable:")
@@ -117,6 +119,8 @@ def cmd_version() -> int:
             found = [f"{libs[0]} not installed"]
         origin = f"{r['distribution'] or 'run time'} {r['version'] or ''}".strip()
         print(f"{r['name']:18} {'  '.join(found) or '-':40} ({origin})"[:WIDTH].rstrip())
+        if r["kernels"]:
+            print(_wrapped(f"{'':16} kernels: {r['kernels']}").rstrip())
     print(f"Python {sys.version.split()[0]}")
     return 0
 

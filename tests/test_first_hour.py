@@ -190,8 +190,8 @@ def test_one_version_everywhere():
     assert 'dynamic = ["version"]' in (ROOT / "pyproject.toml").read_text()
 
 
-def test_the_wheel_has_license_typing_marker_and_every_package(tmp_path):
-    pytest.importorskip("setuptools", minversion="77")
+def test_the_wheel_has_license_typing_marker_every_package_and_the_compiled_kernels(tmp_path):
+    pytest.importorskip("scikit_build_core", minversion="0.11")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
          "-w", str(tmp_path), str(ROOT)],
@@ -214,3 +214,5 @@ def test_the_wheel_has_license_typing_marker_and_every_package(tmp_path):
         assert f"{name}/__init__.py" in names, name
     for package in ("softmax_dispatch_numpy", "softmax_dispatch_interop", "softmax_dispatch_cupy"):
         assert f"{package}/__init__.py" in names
+    assert any(n.startswith("softmax_dispatch_numpy/_native.") for n in names)  # compiled
+    assert not any("/_csrc/" in n or "__pycache__" in n for n in names)  # sources stay out

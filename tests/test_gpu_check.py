@@ -26,12 +26,15 @@ def _script():
 
 
 def test_the_hand_made_wheel_installs_the_packages_data_and_entry_points(tmp_path):
-    """The fallback for machines whose setuptools cannot build the package."""
+    """The fallback for machines that cannot build the package."""
     wheel = _script()._hand_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    for package in project["tool"]["setuptools"]["packages"]:
-        assert f"{package.replace('.', '/')}/__init__.py" in names
+    for package_dir in project["tool"]["scikit-build"]["wheel"]["packages"]:
+        assert f"{Path(package_dir).name}/__init__.py" in names
+    for sub in ("conformance", "bench"):
+        assert f"softmax_dispatch/{sub}/__init__.py" in names
+    assert not any("_csrc" in n or "__pycache__" in n for n in names)
     assert "softmax_dispatch_cupy/cuda/softmax.cu" in names
     assert "softmax_dispatch/conformance/pytest.ini" in names
     target = tmp_path / "site"

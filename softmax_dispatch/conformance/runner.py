@@ -192,6 +192,8 @@ def _plan(targets: Sequence[Target], not_run: Sequence[tuple[str, str]]) -> str:
         for name, devs in sorted(by_backend.items())
     ]
     lines = [f"check: {n} backend{'s' if n != 1 else ''}: " + "; ".join(parts)]
+    notes = {t.backend: t.info.kernels_status for t in targets if t.info.kernels_status}
+    lines += [f"{name} kernels: {note}" for name, note in sorted(notes.items())]
     if not_run:
         lines.append("not run: " + ", ".join(name for name, _ in not_run) + " (why: at the end)")
     return "\n".join(textwrap.fill(line, 100, subsequent_indent="    ") for line in lines)
